@@ -1,0 +1,13 @@
+"""diffkd_mm: DiffKD (Knowledge Diffusion for Distillation) for OpenMMLab 2.x, via mmrazor.
+
+Importing the package first makes mmrazor 1.0.0 importable on today's torch
+(:mod:`diffkd_mm.compat`), then registers DiffKD's modules in ``mmrazor.registry.MODELS``.
+"""
+from . import compat
+from .version import __version__
+
+compat.apply()
+
+from . import models  # noqa: E402,F401  (registers the modules; needs compat first)
+
+__all__ = ['__version__', 'compat', 'models']

@@ -1,0 +1,3 @@
+from .diffkd_distiller import DiffKDDistiller
+
+__all__ = ['DiffKDDistiller']

@@ -1,0 +1,3 @@
+from .diffkd_loss import DiffKDLoss
+
+__all__ = ['DiffKDLoss']

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Set up diffkd_mm's environment: a project-local virtual environment with torch, torchvision,
+# mmengine, mmcv (compiled ops), mmdet, mmsegmentation, mmpretrain, mmrazor, openmim and this project
+# (editable). Idempotent: a second run checks, reuses and finishes in well under two minutes.
+#
+#   bash tools/setup_env.sh            # creates ./.venv (override with DIFFKD_VENV=/path)
+#
+# The slow part is mmcv 2.1.0: PyPI ships only its sdist, and its 77 compile units take ~20 minutes on
+# two cores. The built wheel is kept in a wheelhouse under the user's cache directory, keyed by the
+# mmcv, torch and C++ ABI it was built for, so any clone on the same machine reuses it.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${DIFFKD_VENV:-$ROOT/.venv}"
+PYTHON="${PYTHON:-python3}"
+MMCV_VERSION=2.1.0
+CACHE_DIR="${DIFFKD_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/diffkd_mm}"
+T0=$SECONDS
+phase_start=$SECONDS
+
+phase() {  # phase NAME: print how long the previous phase took, then announce the next one
+  local now=$SECONDS
+  [ -n "${PHASE:-}" ] && printf '[setup] %-28s done in %4ds\n' "$PHASE" $((now - phase_start))
+  PHASE="$1"; phase_start=$now
+  [ -n "$1" ] && echo "[setup] >>> $1"
+  return 0
+}
+
+phase "virtual environment"
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PYTHON" -m venv "$VENV"
+fi
+PY="$VENV/bin/python"
+PIP=("$PY" -m pip --disable-pip-version-check)
+echo "[setup] python: $("$PY" --version) at $VENV"
+
+phase "build tools + torch"
+# --upgrade-strategy only-if-needed: a second run installs nothing.
+"${PIP[@]}" install -q -r "$ROOT/requirements/build.txt" -r "$ROOT/requirements/torch.txt"
+
+TORCH_VERSION=$("$PY" -c 'import torch; print(torch.__version__.split("+")[0])')
+TORCH_ABI=$("$PY" -c 'import torch; print(int(torch._C._GLIBCXX_USE_CXX11_ABI))')
+PY_TAG=$("$PY" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
+WHEELHOUSE="$CACHE_DIR/wheelhouse/mmcv-$MMCV_VERSION-torch$TORCH_VERSION-cxx11abi$TORCH_ABI-$PY_TAG"
+mkdir -p "$WHEELHOUSE"
+
+phase "mmcv $MMCV_VERSION (compiled ops)"
+if "$PY" -c "import mmcv, mmcv.ops; assert mmcv.__version__ == '$MMCV_VERSION'" 2>/dev/null; then
+  echo "[setup] mmcv $MMCV_VERSION with ops already installed"
+else
+  if ! ls "$WHEELHOUSE"/mmcv-"$MMCV_VERSION"-*.whl >/dev/null 2>&1; then
+    echo "[setup] no cached wheel in $WHEELHOUSE: compiling mmcv $MMCV_VERSION (~20 min on 2 cores)"
+    # torch >= 2.14's headers need C++20, but mmcv 2.1.0's setup.py appends -std=c++14/17 after any
+    # CXXFLAGS. A compiler wrapper that rewrites the flag is the least invasive fix.
+    WRAP_DIR="$(mktemp -d)"
+    cat > "$WRAP_DIR/cxx20" <<'WRAP'
+#!/usr/bin/env bash
+args=()
+for a in "$@"; do
+  case "$a" in -std=c++14|-std=c++17) args+=("-std=c++20") ;; *) args+=("$a") ;; esac
+done
+exec c++ "${args[@]}"
+WRAP
+    chmod +x "$WRAP_DIR/cxx20"
+    BUILD_LOG="$CACHE_DIR/mmcv-build.log"
+    echo "[setup] full build log: $BUILD_LOG"
+    # Progress: ninja prints "[k/77] ..." for each compile unit; show those lines only.
+    set +e
+    CXX="$WRAP_DIR/cxx20" MMCV_WITH_OPS=1 FORCE_CUDA=0 MAX_JOBS="${MAX_JOBS:-$(nproc)}" \
+      "${PIP[@]}" wheel -v --no-build-isolation --no-deps "mmcv==$MMCV_VERSION" -w "$WHEELHOUSE" \
+      2>&1 | tee "$BUILD_LOG" | grep --line-buffered -oE '^\s*\[[0-9]+/[0-9]+\]' | sed -u 's/^ */[setup]   mmcv compile /'
+    status=${PIPESTATUS[0]}
+    set -e
+    rm -rf "$WRAP_DIR"
+    if [ "$status" -ne 0 ]; then
+      echo "[setup] ERROR: mmcv build failed (exit $status); last lines of $BUILD_LOG:" >&2
+      tail -n 30 "$BUILD_LOG" >&2
+      exit "$status"
+    fi
+  else
+    echo "[setup] reusing cached wheel from $WHEELHOUSE"
+  fi
+  "${PIP[@]}" install -q --no-deps --force-reinstall "$WHEELHOUSE"/mmcv-"$MMCV_VERSION"-*.whl
+fi
+
+phase "OpenMMLab stack + project"
+# mmcv's own dependencies (addict, yapf, ...) come in here too: the wheel was installed with --no-deps.
+"${PIP[@]}" install -q -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/mminstall.txt" \
+  -r "$ROOT/requirements/tests.txt" -r "$ROOT/requirements/build.txt" -r "$ROOT/requirements/torch.txt"
+"${PIP[@]}" install -q --no-deps --no-build-isolation -e "$ROOT"
+
+phase "import check"
+"$PY" - <<'CHECK'
+import diffkd_mm, mmrazor.models, mmdet.models, mmseg.models, mmpretrain.models  # noqa: F401
+from mmcv.ops import nms, RoIAlign  # noqa: F401
+import mmcv, mmdet, mmseg, mmpretrain, mmrazor, mmengine, torch, torchvision, numpy
+print('[setup] versions: ' + ', '.join(f'{m.__name__} {m.__version__}' for m in (
+    torch, torchvision, mmengine, mmcv, mmdet, mmseg, mmpretrain, mmrazor, numpy, diffkd_mm)))
+CHECK
+phase ""
+echo "[setup] environment ready in $((SECONDS - T0))s: activate with 'source ${VENV#$ROOT/}/bin/activate'"
