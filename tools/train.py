@@ -73,11 +73,30 @@ def build_config(args) -> Config:
     return cfg
 
 
+def warn_if_batch_differs(runner: Runner, cfg: Config) -> None:
+    """Say so when the run's total batch is not the one the recipe's lr was set for.
+
+    A 1-GPU run of an 8-GPU recipe silently trains with 1/8 of the batch at the full lr
+    (mmrazor issue #392 lost 5.6 mIoU that way); --auto-scale-lr scales the lr instead.
+    """
+    base = cfg.get('auto_scale_lr', {}).get('base_batch_size')
+    if base is None or 'train_dataloader' not in cfg:
+        return
+    total = runner.world_size * cfg.train_dataloader.batch_size
+    if total != base and not cfg.auto_scale_lr.get('enable', False):
+        runner.logger.warning(
+            f'The total batch is {runner.world_size} GPU(s) x {cfg.train_dataloader.batch_size} '
+            f'= {total}, but the recipe\'s lr is for auto_scale_lr.base_batch_size={base}. '
+            'The lr is NOT scaled: pass --auto-scale-lr to scale it linearly, or run with the '
+            'recipe\'s number of GPUs.')
+
+
 def main(argv=None):
     args = parse_args(argv)
     register_all_modules(False)
     cfg = build_config(args)
     runner = Runner.from_cfg(cfg)
+    warn_if_batch_differs(runner, cfg)
     runner.train()
 
 
