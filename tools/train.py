@@ -93,6 +93,12 @@ def warn_if_batch_differs(runner: Runner, cfg: Config) -> None:
 
 def main(argv=None):
     args = parse_args(argv)
+    # mmengine 0.10.7 checkpoints pickle its message hub (HistoryBuffer, numpy objects), and the
+    # OpenMMLab zoo's older checkpoints carry metadata objects: torch >= 2.6 refuses both under its
+    # default weights_only=True. Restore the loading mmengine was written for, for the checkpoints
+    # this tool loads (--resume, load_from, teacher_ckpt: your own or the zoo's; load only
+    # checkpoints you trust). An explicit weights_only argument still takes precedence.
+    os.environ.setdefault('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
     register_all_modules(False)
     cfg = build_config(args)
     runner = Runner.from_cfg(cfg)

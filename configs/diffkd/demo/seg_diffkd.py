@@ -1,0 +1,24 @@
+# Demo DiffKD on the 4 FPN levels: each student level (32 channels) is projected to the
+# teacher's width (64), denoised by 5 DDIM steps of a light diffusion model trained on the
+# teacher's level, and matched with MSE. One loss entry for the whole FPN tuple, one DiffKD
+# branch per level; official defaults otherwise.
+_base_ = ['./_base_/seg_runtime.py', './_base_/seg_models.py']
+
+teacher_ckpt = None  # set by tools/run_demo.py to the trained demo teacher
+model = dict(
+    _scope_='mmrazor',
+    type='SingleTeacherDistill',
+    architecture={{_base_.student_model}},
+    teacher={{_base_.teacher_model}},
+    teacher_ckpt=teacher_ckpt,
+    distiller=dict(
+        type='DiffKDDistiller',
+        student_recorders=dict(fpn=dict(type='ModuleOutputs', source='neck')),
+        teacher_recorders=dict(fpn=dict(type='ModuleOutputs', source='neck')),
+        distill_losses=dict(
+            loss_diffkd=dict(
+                type='DiffKDLoss', student_channels=32, teacher_channels=64, num_levels=4)),
+        loss_forward_mappings=dict(
+            loss_diffkd=dict(
+                preds_S=dict(from_student=True, recorder='fpn'),
+                preds_T=dict(from_student=False, recorder='fpn')))))

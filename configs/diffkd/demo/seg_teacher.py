@@ -1,0 +1,3 @@
+# Demo teacher: ResNetV1c-18 (64..512 channels) + FCN head on the synthetic shapes.
+_base_ = ['./_base_/seg_runtime.py', './_base_/seg_models.py']
+model = {{_base_.teacher_model}}

@@ -1,0 +1,3 @@
+from .runner import DemoSettings, run_demo
+
+__all__ = ['DemoSettings', 'run_demo']
