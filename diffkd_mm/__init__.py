@@ -8,6 +8,6 @@ from .version import __version__
 
 compat.apply()
 
-from . import models  # noqa: E402,F401  (registers the modules; needs compat first)
+from . import engine, models  # noqa: E402,F401  (registers the modules; needs compat first)
 
-__all__ = ['__version__', 'compat', 'models']
+__all__ = ['__version__', 'compat', 'engine', 'models']

@@ -1,11 +1,17 @@
-"""Tiny mmengine models for tests and the environment check: a conv backbone + linear head.
+"""Test helpers: tiny mmengine models (conv backbone + linear head) and a parameter-digest hook.
 
 Imported on demand only (not by `import diffkd_mm`), so `ToyClassifier` is registered only for
 the code that asks for it.
 """
+import hashlib
+import json
+import os.path as osp
+
 import torch
 import torch.nn.functional as F
+from mmengine.hooks import Hook
 from mmengine.model import BaseModel
+from mmengine.registry import HOOKS
 from torch import nn
 
 from mmrazor.registry import MODELS
@@ -57,3 +63,26 @@ def toy_distill_cfg(distiller_type='DiffKDDistiller', loss_cfg=None, student_wid
                 loss_diffkd=dict(
                     preds_S=dict(from_student=True, recorder='feat'),
                     preds_T=dict(from_student=False, recorder='feat')))))
+
+
+@HOOKS.register_module(force=True)
+class ParamDigestHook(Hook):
+    """Writes ``param_digest_rank<rank>.json`` into the work dir after training: a SHA-1 of every
+    parameter before and after training, so tests can compare the ranks of a distributed run."""
+
+    @staticmethod
+    def _digests(runner) -> dict:
+        model = runner.model.module if hasattr(runner.model, 'module') else runner.model
+        return {
+            name: hashlib.sha1(p.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
+            for name, p in model.named_parameters()
+        }
+
+    def before_train(self, runner) -> None:
+        self._initial = self._digests(runner)
+
+    def after_run(self, runner) -> None:
+        path = osp.join(runner.work_dir, f'param_digest_rank{runner.rank}.json')
+        with open(path, 'w') as f:
+            json.dump(dict(iter=runner.iter, world_size=runner.world_size,
+                           initial=self._initial, params=self._digests(runner)), f)

@@ -13,6 +13,7 @@ import diffkd_mm  # noqa: F401  (compat layer + registrations: must come before 
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
+from diffkd_mm.engine import setup_cpu_distributed
 from mmrazor.utils import register_all_modules
 
 
@@ -101,6 +102,7 @@ def main(argv=None):
     os.environ.setdefault('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
     register_all_modules(False)
     cfg = build_config(args)
+    setup_cpu_distributed(cfg)  # torchrun without GPUs: gloo; does nothing when CUDA exists
     runner = Runner.from_cfg(cfg)
     warn_if_batch_differs(runner, cfg)
     runner.train()

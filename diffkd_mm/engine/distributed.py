@@ -1,0 +1,50 @@
+"""DDP on machines without GPUs (gloo), without touching mmengine's GPU path.
+
+mmengine 0.10.7 assumes an accelerator in two places: its pytorch launcher calls
+``torch.cuda.set_device(local_rank)`` before ``init_process_group``, and ``Runner.wrap_model``
+passes ``device_ids=[LOCAL_RANK]`` to DDP, which torch rejects for a CPU module. Both are only
+reached through ``Runner``; ``setup_cpu_distributed`` handles them from the config, and only when
+no CUDA device exists, so GPU runs go through mmengine unchanged.
+"""
+import os
+
+import torch
+import torch.distributed as dist
+from mmengine.model import MMDistributedDataParallel
+from mmengine.registry import MODEL_WRAPPERS
+
+
+@MODEL_WRAPPERS.register_module()
+class CPUDistributedDataParallel(MMDistributedDataParallel):
+    """``MMDistributedDataParallel`` that drops ``device_ids`` for a module on the CPU."""
+
+    def __init__(self, module, device_ids=None, **kwargs):
+        on_cpu = all(not p.is_cuda for p in module.parameters())
+        super().__init__(module=module, device_ids=None if on_cpu else device_ids, **kwargs)
+
+
+def setup_cpu_distributed(cfg) -> bool:
+    """Prepare a torchrun launch on a machine without CUDA; a no-op anywhere else.
+
+    Initialises the gloo process group from torchrun's environment (mmengine then skips its own,
+    CUDA-only, initialisation) and selects :class:`CPUDistributedDataParallel` as the model
+    wrapper, keeping ``find_unused_parameters`` from the config.
+
+    Args:
+        cfg (Config): The training config (``launcher`` already set).
+
+    Returns:
+        bool: True when the CPU path was set up.
+    """
+    if cfg.get('launcher', 'none') != 'pytorch' or torch.cuda.is_available():
+        return False
+    if not dist.is_initialized():
+        dist.init_process_group(
+            backend='gloo', rank=int(os.environ['RANK']),
+            world_size=int(os.environ['WORLD_SIZE']))
+    wrapper = cfg.get('model_wrapper_cfg') or {}
+    if wrapper.get('type', 'MMDistributedDataParallel') == 'MMDistributedDataParallel':
+        cfg.model_wrapper_cfg = dict(
+            wrapper, type='CPUDistributedDataParallel', broadcast_buffers=False,
+            find_unused_parameters=cfg.get('find_unused_parameters', False))
+    return True
