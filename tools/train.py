@@ -10,6 +10,7 @@ import os.path as osp
 import sys
 
 import diffkd_mm  # noqa: F401  (compat layer + registrations: must come before mmrazor)
+import torch
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
@@ -27,7 +28,11 @@ def parse_args(argv=None):
                         help='resume from the given checkpoint, or, with no value, from the '
                         'latest checkpoint in the work dir')
     parser.add_argument('--amp', action='store_true',
-                        help='automatic mixed precision (AmpOptimWrapper: fp16 on GPU)')
+                        help='automatic mixed precision: fp16 with dynamic loss scaling on GPU '
+                        '(AmpOptimWrapper), bf16 autocast on CPU (CPUAmpOptimWrapper)')
+    parser.add_argument('--allow-overwrite', action='store_true',
+                        help='start a new run in a work dir that already holds checkpoints '
+                        '(refused otherwise: they would be overwritten)')
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help='scale the learning rate by the actual total batch size over the '
                         'config\'s auto_scale_lr.base_batch_size')
@@ -57,10 +62,14 @@ def build_config(args) -> Config:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
     if args.amp:
         optim_wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
-        if optim_wrapper not in ('OptimWrapper', 'AmpOptimWrapper'):
+        if optim_wrapper not in ('OptimWrapper', 'AmpOptimWrapper', 'CPUAmpOptimWrapper'):
             sys.exit(f'--amp: optim_wrapper.type is {optim_wrapper!r}; AMP needs OptimWrapper.')
-        cfg.optim_wrapper.type = 'AmpOptimWrapper'
-        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+        if torch.cuda.is_available():
+            cfg.optim_wrapper.type = 'AmpOptimWrapper'
+            cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+        else:  # mmengine's AmpOptimWrapper needs an accelerator
+            cfg.optim_wrapper.type = 'CPUAmpOptimWrapper'
+            cfg.optim_wrapper.setdefault('dtype', 'bfloat16')
     if args.auto_scale_lr:
         if 'auto_scale_lr' not in cfg or 'base_batch_size' not in cfg.auto_scale_lr:
             sys.exit('--auto-scale-lr: the config has no auto_scale_lr.base_batch_size.')
@@ -71,7 +80,29 @@ def build_config(args) -> Config:
     elif args.resume is not None:
         cfg.resume = True
         cfg.load_from = args.resume
+    check_before_training(cfg, args)
+    # Checkpoints carry torch's random state, so that a resumed run repeats DiffKD's noise.
+    hooks = cfg.get('custom_hooks', None) or []
+    if not any(h.get('type') == 'TorchRNGStateHook' for h in hooks):
+        cfg.custom_hooks = [*hooks, dict(type='TorchRNGStateHook')]
     return cfg
+
+
+def check_before_training(cfg: Config, args) -> None:
+    """Fail now, with the config key, rather than after hours of training."""
+    teacher_ckpt = cfg.model.get('teacher_ckpt', None)
+    if teacher_ckpt and '://' not in str(teacher_ckpt) and not osp.isfile(teacher_ckpt):
+        sys.exit(f'model.teacher_ckpt: {teacher_ckpt} does not exist (expected a checkpoint '
+                 'file or a URL)')
+    if args.resume is not None and args.resume != 'auto' and not osp.isfile(args.resume):
+        sys.exit(f'--resume: {args.resume} does not exist')
+    if args.resume is None and not args.allow_overwrite and osp.isdir(cfg.work_dir):
+        found = sorted(f for f in os.listdir(cfg.work_dir)
+                       if f.endswith('.pth') or f == 'last_checkpoint')
+        if found:
+            sys.exit(f'work dir {cfg.work_dir} already holds {", ".join(found[:5])}: a new run '
+                     'would overwrite them. Pass --resume to continue that run, another '
+                     '--work-dir, or --allow-overwrite.')
 
 
 def warn_if_batch_differs(runner: Runner, cfg: Config) -> None:

@@ -1,3 +1,8 @@
 from .distributed import CPUDistributedDataParallel, setup_cpu_distributed
+from .hooks import TorchRNGStateHook
+from .optim import CPUAmpOptimWrapper
 
-__all__ = ['CPUDistributedDataParallel', 'setup_cpu_distributed']
+__all__ = [
+    'CPUAmpOptimWrapper', 'CPUDistributedDataParallel', 'TorchRNGStateHook',
+    'setup_cpu_distributed'
+]

@@ -107,3 +107,49 @@ def test_bad_config_values(kwargs, match):
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         DiffKDLoss(**args)
+
+
+def _nan_levels():
+    s = [torch.randn(2, 4, 4, 4), torch.randn(2, 4, 2, 2)]
+    s[1][0, 0, 0, 0] = float('nan')
+    return s, [torch.randn(2, 8, 4, 4), torch.randn(2, 8, 2, 2)]
+
+
+def test_nonfinite_term_raises_with_loss_term_level_and_iteration():
+    from mmengine.logging import MessageHub
+    loss = DiffKDLoss(4, 8, num_levels=2)
+    loss.loss_name = 'loss_diffkd_fpn'
+    MessageHub.get_current_instance().update_info('iter', 41)
+    s, t = _nan_levels()
+    with pytest.raises(FloatingPointError,
+                       match=r'loss_diffkd_fpn: non-finite DiffKD term\(s\) at iteration 42: '
+                       r'loss_kd = nan at level 1'):
+        loss(s, t)
+
+
+def test_nonfinite_skip_drops_the_terms_without_gradient():
+    loss = DiffKDLoss(4, 8, num_levels=2, nonfinite='skip')
+    s, t = _nan_levels()
+    out = loss(s, t)
+    assert float(out['loss_kd']) == 0 and float(out['loss_ddim']) == 0
+    assert not out['loss_kd'].requires_grad  # nothing reaches DiffKD's weights
+    assert DiffKDLoss(4, 8, nonfinite='ignore')(s[0], t[0])['loss_kd'].requires_grad
+
+
+def test_nonfinite_in_a_train_step_stops_before_the_optimizer_step():
+    import copy
+
+    from mmengine.optim import OptimWrapper
+
+    from diffkd_mm.testing import toy_batch, toy_distill_cfg
+    torch.manual_seed(0)
+    algo = MODELS.build(toy_distill_cfg())
+    algo.train()
+    algo.student.backbone.register_forward_pre_hook(lambda m, args: (args[0] * float('nan'), ))
+    before = copy.deepcopy(algo.state_dict())
+    wrapper = OptimWrapper(torch.optim.SGD(algo.parameters(), lr=0.1))
+    with pytest.raises(FloatingPointError, match='loss_diffkd: non-finite'):
+        algo.train_step(toy_batch(), wrapper)
+    for key, value in algo.state_dict().items():
+        if 'running_' not in key and 'num_batches' not in key:  # BN statistics move in forward
+            assert torch.equal(value, before[key]), key

@@ -1,4 +1,5 @@
 """A ConfigurableDistiller that logs each term of a multi-term distillation loss on its own."""
+import difflib
 from typing import Dict
 
 import torch
@@ -28,8 +29,39 @@ class DiffKDDistiller(ConfigurableDistiller):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         for name, loss in self.distill_losses.items():
-            if hasattr(loss, 'loss_name'):
-                loss.loss_name = name  # error messages then name the config key
+            if hasattr(loss, 'loss_name'):  # error messages then name the config key ...
+                loss.loss_name = name
+                loss.input_sources = {  # ... and where each input is recorded
+                    arg: self._describe_source(record)
+                    for arg, record in self.loss_forward_mappings.get(name, {}).items()
+                }
+
+    def _describe_source(self, record: dict) -> str:
+        side = 'student' if record.get('from_student') else 'teacher'
+        recorders = self.student_recorders if record.get('from_student') else \
+            self.teacher_recorders
+        source = getattr(recorders.recorders.get(record.get('recorder')), 'source', '?')
+        return f'{side}_recorders.{record.get("recorder")} (source {source!r})'
+
+    def prepare_from_student(self, model) -> None:
+        self._prepare('student', self.student_recorders, model)
+
+    def prepare_from_teacher(self, model) -> None:
+        self._prepare('teacher', self.teacher_recorders, model)
+
+    @staticmethod
+    def _prepare(side: str, recorders, model) -> None:
+        """Initialise recorders; a source that names no module gets an error with the key."""
+        modules = dict(model.named_modules())
+        for name, recorder in recorders.recorders.items():
+            source = getattr(recorder, 'source', None)
+            if type(recorder).__name__.startswith('Module') and source not in modules:
+                close = difflib.get_close_matches(str(source), list(modules), n=3)
+                raise ValueError(
+                    f'distiller.{side}_recorders.{name}.source = {source!r} names no module of '
+                    f'the {side}' + (f'; did you mean {", ".join(map(repr, close))}?'
+                                     if close else '; see model.named_modules() for the names.'))
+        recorders.initialize(model)
 
     def compute_distill_losses(self) -> Dict[str, torch.Tensor]:
         losses = {}

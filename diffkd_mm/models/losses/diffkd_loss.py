@@ -1,4 +1,5 @@
 """DiffKD as an mmrazor distillation loss: one entry for one feature or a whole FPN tuple."""
+import logging
 import math
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -12,6 +13,7 @@ from ..diffkd import DiffKDBranch
 Features = Union[torch.Tensor, Sequence[torch.Tensor]]
 KD_LOSSES = ('mse', 'kl')
 RESIZE_MODES = (None, 'nearest', 'bilinear', 'bicubic', 'area')
+NONFINITE_POLICIES = ('raise', 'skip', 'ignore')
 
 
 @MODELS.register_module()
@@ -55,6 +57,11 @@ class DiffKDLoss(nn.Module):
         resize_student (str, optional): When student and teacher maps differ in size, resize the
             student feature to the teacher's with this ``F.interpolate`` mode. None (default)
             raises an error instead.
+        nonfinite (str): What a NaN or Inf in a DiffKD term does: ``'raise'`` (default) a
+            ``FloatingPointError`` naming the loss entry, the term, the level and the iteration,
+            before anything is back-propagated; ``'skip'`` drops this entry's terms for the
+            iteration (zero, without gradient: DiffKD's weights do not move) with a warning;
+            ``'ignore'`` checks nothing. The check costs one device-to-host sync per call.
     """
 
     def __init__(self,
@@ -74,10 +81,13 @@ class DiffKDLoss(nn.Module):
                  ddim_loss_weight: float = 1.0,
                  ae_loss_weight: float = 1.0,
                  share_branch: bool = False,
-                 resize_student: Optional[str] = None) -> None:
+                 resize_student: Optional[str] = None,
+                 nonfinite: str = 'raise') -> None:
         super().__init__()
-        #: The loss entry's name in the distiller config, for error messages (set by the distiller).
+        #: The loss entry's name in the distiller config, and where each forward argument is
+        #: recorded: for error messages (set by DiffKDDistiller).
         self.loss_name = type(self).__name__
+        self.input_sources: Dict[str, str] = {}
         if not isinstance(num_levels, int) or num_levels < 1:
             raise ValueError(f'DiffKDLoss: num_levels must be a positive int, got {num_levels!r}.')
         if kd_loss not in KD_LOSSES:
@@ -85,6 +95,9 @@ class DiffKDLoss(nn.Module):
         if resize_student not in RESIZE_MODES:
             raise ValueError(f'DiffKDLoss: resize_student must be one of {RESIZE_MODES}, '
                              f'got {resize_student!r}.')
+        if nonfinite not in NONFINITE_POLICIES:
+            raise ValueError(f'DiffKDLoss: nonfinite must be one of {NONFINITE_POLICIES}, '
+                             f'got {nonfinite!r}.')
         if not tau > 0:
             raise ValueError(f'DiffKDLoss: tau must be > 0, got {tau!r}.')
         self.num_levels = num_levels
@@ -97,6 +110,7 @@ class DiffKDLoss(nn.Module):
         self.ae_loss_weight = ae_loss_weight
         self.resize_student = resize_student
         self.share_branch = share_branch
+        self.nonfinite = nonfinite
 
         def make_branch(level: int) -> DiffKDBranch:
             return DiffKDBranch(
@@ -162,10 +176,12 @@ class DiffKDLoss(nn.Module):
                                  ('preds_T', t, self.teacher_channels[level])):
             if x.shape[1] != expected:
                 who = 'student_channels' if arg == 'preds_S' else 'teacher_channels'
+                source = self.input_sources.get(arg)
                 raise ValueError(
                     f'{self.loss_name}: {arg}[{level}] has {x.shape[1]} channels (shape '
                     f'{tuple(x.shape)}) but {who}={expected}; set {who} to the recorded '
-                    'feature\'s channels or record another module.')
+                    'feature\'s channels or record another module.' +
+                    (f' {arg} comes from {source}.' if source else ''))
         if s.shape[0] != t.shape[0]:
             raise ValueError(f'{self.loss_name}: batch sizes differ at level {level}: '
                              f'student {tuple(s.shape)}, teacher {tuple(t.shape)}.')
@@ -203,21 +219,50 @@ class DiffKDLoss(nn.Module):
         """
         feats_s = self._as_levels(preds_S, 'preds_S')
         feats_t = self._as_levels(preds_T, 'preds_T')
-        loss_kd, loss_ddim, loss_ae, gates = [], [], [], []
+        terms = dict(kd=[], ddim=[], ae=[])
+        gates = []
         for level, (s, t) in enumerate(zip(feats_s, feats_t)):
             s = self._as_bchw(s, 'preds_S', level)
             t = self._as_bchw(t, 'preds_T', level)
             s = self._check_pair(s, t, level)
             out = self.branch(level)(s, t)
-            loss_kd.append(self._match(out.refined, out.target))
-            loss_ddim.append(out.loss_ddim)
+            terms['kd'].append(self._match(out.refined, out.target))
+            terms['ddim'].append(out.loss_ddim)
             if out.loss_ae is not None:
-                loss_ae.append(out.loss_ae)
+                terms['ae'].append(out.loss_ae)
             gates.append(out.gate.detach().float().mean())
-        losses = dict(
-            loss_kd=self.loss_weight * sum(loss_kd),
-            loss_ddim=self.ddim_loss_weight * sum(loss_ddim))
-        if loss_ae:
-            losses['loss_ae'] = self.ae_loss_weight * sum(loss_ae)
+        if self.nonfinite != 'ignore' and not self._all_finite(terms):
+            return self._on_nonfinite(terms, gates)
+        weights = dict(kd=self.loss_weight, ddim=self.ddim_loss_weight, ae=self.ae_loss_weight)
+        losses = {f'loss_{name}': weights[name] * sum(values)
+                  for name, values in terms.items() if values}
+        losses['gate'] = sum(gates) / len(gates)
+        return losses
+
+    # ------------------------------------------------------------------ numerical guard
+    @staticmethod
+    def _all_finite(terms: Dict[str, List[torch.Tensor]]) -> bool:
+        values = [v.detach().float().reshape(1) for vs in terms.values() for v in vs]
+        return bool(torch.isfinite(torch.cat(values)).all())  # the one host sync
+
+    def _on_nonfinite(self, terms, gates) -> Dict[str, torch.Tensor]:
+        from mmengine.logging import MessageHub, print_log
+        bad = [(name, level, float(v)) for name, values in terms.items()
+               for level, v in enumerate(values) if not torch.isfinite(v.detach()).all()]
+        hub = MessageHub.get_current_instance()
+        iteration = hub.get_info('iter')
+        where = ', '.join(f'loss_{name} = {value} at level {level}' for name, level, value in bad)
+        message = (f'{self.loss_name}: non-finite DiffKD term(s) at iteration '
+                   f'{"?" if iteration is None else iteration + 1}: {where}.')
+        if self.nonfinite == 'raise':
+            raise FloatingPointError(
+                message + ' Nothing was back-propagated. Lower the learning rate or the loss '
+                'weights, check the recorded features, or set nonfinite=\'skip\' to drop such '
+                'iterations.')
+        print_log(message + ' Skipped: the DiffKD terms of this iteration are dropped.',
+                  logger='current', level=logging.WARNING)
+        device = gates[0].device
+        losses = {f'loss_{name}': torch.zeros((), device=device)
+                  for name, values in terms.items() if values}
         losses['gate'] = sum(gates) / len(gates)
         return losses
