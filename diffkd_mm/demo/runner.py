@@ -71,6 +71,8 @@ def _build_cfg(settings: DemoSettings, role: str, data_dir: str, work_dir: str,
     old_iters = cfg.train_cfg.max_iters
     cfg.train_cfg.max_iters = max_iters
     cfg.train_cfg.val_interval = max_iters
+    # The schedule that ended with the config's run ends with this one; none runs past it, and
+    # a warm-up longer than a short (--quick) run is cut to fit.
     for sched in cfg.param_scheduler:
         if sched.get('end') == old_iters:
             sched.end = max_iters
