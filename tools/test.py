@@ -8,10 +8,11 @@ import os.path as osp
 import sys
 
 import diffkd_mm  # noqa: F401  (compat layer + registrations: must come before mmrazor)
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 from mmengine.runner import Runner
 
-from diffkd_mm.engine import setup_cpu_distributed
+from diffkd_mm.engine import (allow_trusted_checkpoints, load_entry_config,
+                              setup_cpu_distributed)
 from mmrazor.utils import register_all_modules
 
 
@@ -36,21 +37,11 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    # See tools/train.py: mmengine checkpoints need torch's pre-2.6 loading (trusted files only).
-    os.environ.setdefault('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
+    allow_trusted_checkpoints()
     if not osp.isfile(args.checkpoint):
         sys.exit(f'checkpoint: {args.checkpoint} does not exist')
     register_all_modules(False)
-    cfg = Config.fromfile(args.config)
-    if 'model' not in cfg:
-        sys.exit(f'{args.config}: the config defines no `model`; is it a model config?')
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg = load_entry_config(args.config, args.cfg_options, args.work_dir, args.launcher)
     cfg.load_from = args.checkpoint
     if cfg.model.get('teacher_ckpt'):
         cfg.model.teacher_ckpt = None  # the checkpoint holds the teacher too; no download

@@ -14,7 +14,8 @@ import torch
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
-from diffkd_mm.engine import setup_cpu_distributed
+from diffkd_mm.engine import (allow_trusted_checkpoints, load_entry_config,
+                              setup_cpu_distributed)
 from mmrazor.utils import register_all_modules
 
 
@@ -50,16 +51,7 @@ def parse_args(argv=None):
 
 
 def build_config(args) -> Config:
-    cfg = Config.fromfile(args.config)
-    if 'model' not in cfg:
-        sys.exit(f'{args.config}: the config defines no `model`; is it a training config?')
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg = load_entry_config(args.config, args.cfg_options, args.work_dir, args.launcher)
     if args.amp:
         optim_wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
         if optim_wrapper not in ('OptimWrapper', 'AmpOptimWrapper', 'CPUAmpOptimWrapper'):
@@ -125,12 +117,7 @@ def warn_if_batch_differs(runner: Runner, cfg: Config) -> None:
 
 def main(argv=None):
     args = parse_args(argv)
-    # mmengine 0.10.7 checkpoints pickle its message hub (HistoryBuffer, numpy objects), and the
-    # OpenMMLab zoo's older checkpoints carry metadata objects: torch >= 2.6 refuses both under its
-    # default weights_only=True. Restore the loading mmengine was written for, for the checkpoints
-    # this tool loads (--resume, load_from, teacher_ckpt: your own or the zoo's; load only
-    # checkpoints you trust). An explicit weights_only argument still takes precedence.
-    os.environ.setdefault('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
+    allow_trusted_checkpoints()  # --resume, load_from, teacher_ckpt (see docs/install.md)
     register_all_modules(False)
     cfg = build_config(args)
     setup_cpu_distributed(cfg)  # torchrun without GPUs: gloo; does nothing when CUDA exists

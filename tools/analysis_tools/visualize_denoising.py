@@ -17,6 +17,7 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import DefaultScope
 from mmengine.runner import Runner, load_checkpoint
 
+from diffkd_mm.engine import allow_trusted_checkpoints
 from diffkd_mm.visualization import denoising_figure, record_denoising
 from mmrazor.registry import MODELS
 
@@ -59,7 +60,7 @@ def main(argv=None) -> int:
     with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmrazor')):
         algorithm = MODELS.build(cfg.model)
         loader = Runner.build_dataloader(cfg.val_dataloader)
-    os.environ.setdefault('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')  # trusted mmengine checkpoint
+    allow_trusted_checkpoints()  # an mmengine checkpoint pickles more than tensors
     load_checkpoint(algorithm, args.checkpoint, map_location='cpu', strict=True)
     batch = next(iter(loader))
     pre = algorithm.data_preprocessor
