@@ -40,11 +40,7 @@ def _feature_picture(runner, path: str) -> bool:
         return False
     batch = next(iter(runner.val_dataloader))
     torch.manual_seed(0)
-    record = record_denoising(algorithm, batch, name)
-    pre = algorithm.data_preprocessor
-    mean = pre.mean.flatten().tolist() if getattr(pre, '_enable_normalize', False) else None
-    std = pre.std.flatten().tolist() if mean is not None else None
-    denoising_figure(record, path, mean=mean, std=std)
+    denoising_figure(record_denoising(algorithm, batch, name), path)
     return True
 
 

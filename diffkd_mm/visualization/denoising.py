@@ -1,5 +1,5 @@
 """Pictures of what DiffKD does to a feature: student / denoised student / teacher, side by side."""
-from typing import Dict, List, Optional
+from typing import List
 
 import numpy as np
 import torch
@@ -7,7 +7,7 @@ import torch
 
 @torch.no_grad()
 def record_denoising(algorithm, data: dict, loss_name: str, level: int = 0,
-                     seed: int = 0) -> Dict[str, torch.Tensor]:
+                     seed: int = 0) -> dict:
     """Run teacher, student and one DiffKD branch on a batch, in eval mode.
 
     Args:
@@ -19,9 +19,10 @@ def record_denoising(algorithm, data: dict, loss_name: str, level: int = 0,
         seed (int): Seed of the start-point noise, for repeatable pictures. Defaults to 0.
 
     Returns:
-        dict[str, Tensor]: ``inputs`` (B, 3, H, W) as preprocessed, and the (B, L, h, w) maps
-        ``student`` (projected student feature), ``denoised`` (after the DDIM loop and the
-        output projection) and ``teacher`` (the target), plus ``gate`` (B,).
+        dict: ``inputs`` (B, 3, H, W) as preprocessed, with ``pixel_mean`` / ``pixel_std``
+        (lists, None when the preprocessor does not normalise) to undo that, and the
+        (B, L, h, w) maps ``student`` (projected student feature), ``denoised`` (after the DDIM
+        loop and the output projection) and ``teacher`` (the target), plus ``gate`` (B,).
     """
     distiller = algorithm.distiller
     loss = distiller.distill_losses[loss_name]
@@ -44,8 +45,12 @@ def record_denoising(algorithm, data: dict, loss_name: str, level: int = 0,
         latent = branch.student_proj(s)
         noise = torch.randn(latent.shape, generator=generator, device=s.device, dtype=s.dtype)
         out = branch(s, t, noise=noise)
+        pre = algorithm.data_preprocessor
+        normalised = getattr(pre, '_enable_normalize', False)
         return dict(inputs=inputs.float(), student=latent, denoised=out.refined,
-                    teacher=out.target, gate=out.gate)
+                    teacher=out.target, gate=out.gate,
+                    pixel_mean=pre.mean.flatten().tolist() if normalised else None,
+                    pixel_std=pre.std.flatten().tolist() if normalised else None)
     finally:
         algorithm.train(was_training)
 
@@ -69,8 +74,7 @@ def _cosine(a: torch.Tensor, b: torch.Tensor) -> List[float]:
     return torch.nn.functional.cosine_similarity(a.flatten(1), b.flatten(1)).tolist()
 
 
-def denoising_figure(record: Dict[str, torch.Tensor], path: str, max_images: int = 4,
-                     mean: Optional[List[float]] = None, std: Optional[List[float]] = None):
+def denoising_figure(record: dict, path: str, max_images: int = 4):
     """Save a grid: image | student | denoised student | teacher, one row per image.
 
     The three feature maps are drawn in one colour space: the top 3 principal components of the
@@ -81,7 +85,6 @@ def denoising_figure(record: Dict[str, torch.Tensor], path: str, max_images: int
         record (dict): Output of :func:`record_denoising`.
         path (str): PNG file to write.
         max_images (int): Rows to draw. Defaults to 4.
-        mean, std (list[float], optional): The normalisation of ``record['inputs']``, to undo it.
     """
     import matplotlib
     matplotlib.use('Agg')
@@ -95,8 +98,9 @@ def denoising_figure(record: Dict[str, torch.Tensor], path: str, max_images: int
             for name in ('student', 'denoised', 'teacher')}
     cos = {name: _cosine(record[name].float().cpu(), teacher) for name in ('student', 'denoised')}
     images = record['inputs'].cpu()
-    if mean is not None and std is not None:
-        images = images * torch.tensor(std)[:, None, None] + torch.tensor(mean)[:, None, None]
+    if record.get('pixel_mean') is not None:
+        images = images * torch.tensor(record['pixel_std'])[:, None, None] + \
+            torch.tensor(record['pixel_mean'])[:, None, None]
     images = (images / 255.0 if images.max() > 1.5 else images).clamp(0, 1)
 
     rows = min(max_images, images.shape[0])

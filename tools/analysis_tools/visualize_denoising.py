@@ -63,16 +63,13 @@ def main(argv=None) -> int:
     allow_trusted_checkpoints()  # an mmengine checkpoint pickles more than tensors
     load_checkpoint(algorithm, args.checkpoint, map_location='cpu', strict=True)
     batch = next(iter(loader))
-    pre = algorithm.data_preprocessor
-    mean = pre.mean.flatten().tolist() if getattr(pre, '_enable_normalize', False) else None
-    std = pre.std.flatten().tolist() if mean is not None else None
     os.makedirs(args.out_dir, exist_ok=True)
     loss = algorithm.distiller.distill_losses[name]
     for level in range(loss.num_levels):
         torch.manual_seed(0)
         record = record_denoising(algorithm, batch, name, level=level)
         path = osp.join(args.out_dir, f'{name}_level{level}.png')
-        denoising_figure(record, path, max_images=args.num_images, mean=mean, std=std)
+        denoising_figure(record, path, max_images=args.num_images)
         print(f'wrote {path}')
     return 0
 
