@@ -137,8 +137,57 @@ def test_bf16_autocast_on_cpu():
     assert branch.scheduler.step_coefs.dtype == torch.float32
 
 
+def _train_once(branch, inputs):
+    """One fwd+bwd with fixed draws; everything the step produces or changes, by name."""
+    fs, ft, noise, ddim_noise, t = inputs
+    fs = fs.clone().requires_grad_()
+    out = branch(fs, ft, noise=noise, diffusion_noise=ddim_noise, timesteps=t)
+    (torch.nn.functional.mse_loss(out.refined, out.target) + out.loss_ddim + out.loss_ae).backward()
+    result = dict(refined=out.refined, loss_ddim=out.loss_ddim, gate=out.gate, student_grad=fs.grad)
+    result.update({f'grad {n}': p.grad for n, p in branch.named_parameters()})
+    result.update({f'buffer {n}': b for n, b in branch.named_buffers()})
+    return result
+
+
+@pytest.mark.parametrize('with_cp', [False, True])
+def test_compiled_predictor_keeps_the_math(with_cp):
+    """torch.compile of the noise predictor: outputs, gradients and BN statistics within 1e-5."""
+    torch.manual_seed(0)
+    eager = DiffKDBranch(8, 16, ae_channels=8, with_cp=with_cp).train()
+    compiled = DiffKDBranch(8, 16, ae_channels=8, with_cp=with_cp, compile_predictor=True).train()
+    compiled.load_state_dict(eager.state_dict())
+    assert list(compiled.state_dict()) == list(eager.state_dict())
+    inputs = make_inputs(latent=8)
+    expected, got = _train_once(eager, inputs), _train_once(compiled, inputs)
+    assert '_compiled_predictor' in compiled.__dict__  # the compiled path did run
+    assert expected.keys() == got.keys()
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], rtol=1e-5, atol=1e-5, msg=name)
+
+
+def test_compiled_predictor_is_rebuilt_for_a_copy():
+    import copy
+    branch = DiffKDBranch(8, 16, compile_predictor=dict(dynamic=True))
+    branch.__dict__['_compiled_predictor'] = object()  # stands for one bound to `branch`
+    clone = copy.deepcopy(branch)
+    assert '_compiled_predictor' not in clone.__dict__
+    assert clone.compile_options == dict(dynamic=True)
+
+
+def test_denoising_reads_no_tensor_value_on_the_host():
+    """No host-device synchronisation: the whole fwd+bwd runs on the meta device, where any
+    `.item()`, `bool(tensor)` or `.tolist()` of a computed value raises."""
+    branch = DiffKDBranch(8, 16, ae_channels=8).to('meta').train()
+    fs = torch.randn(2, 8, 5, 5, device='meta', requires_grad=True)
+    out = branch(fs, torch.randn(2, 16, 5, 5, device='meta'))
+    (out.refined.square().mean() + out.loss_ddim + out.loss_ae).backward()
+    assert fs.grad.shape == fs.shape
+
+
 @pytest.mark.parametrize('kwargs,match', [
     (dict(kernel_size=5), 'kernel_size must be 1'),
+    (dict(compile_predictor='yes'), 'compile_predictor must be a bool or a dict'),
+    (dict(compile_predictor=dict(modes='max-autotune')), r"compile_predictor takes .*'modes'"),
     (dict(student_channels=0), 'student_channels'),
     (dict(ae_channels=2.5), 'ae_channels'),
     (dict(inference_steps=0), 'inference_steps'),

@@ -8,6 +8,7 @@ from torch.utils.checkpoint import checkpoint
 
 from mmrazor.registry import MODELS
 from .autoencoder import LinearAutoEncoder
+from .compile import CompileOption, check_compile_option, compile_forward
 from .ddim_scheduler import DDIMScheduler
 from .noise_adapter import NoiseAdapter
 from .noise_predictor import NoisePredictor, check_kernel_size
@@ -63,6 +64,10 @@ class DiffKDBranch(nn.Module):
             identical gradients, less memory, one more predictor forward per step. BN running
             statistics are updated again by the recomputation (they are never used: nothing of
             DiffKD runs at inference). Defaults to False.
+        compile_predictor (bool | dict): ``torch.compile`` the noise predictor (True, or a dict
+            of ``torch.compile`` arguments such as ``dict(mode='max-autotune')``). Same math
+            (outputs, gradients and BN statistics agree with eager to float rounding); the
+            first iterations pay the compilation. Defaults to False.
     """
 
     def __init__(self,
@@ -74,9 +79,12 @@ class DiffKDBranch(nn.Module):
                  num_train_timesteps: int = 1000,
                  schedule_steps: Optional[int] = None,
                  output_norm: bool = True,
-                 with_cp: bool = False) -> None:
+                 with_cp: bool = False,
+                 compile_predictor: CompileOption = False) -> None:
         super().__init__()
         check_kernel_size(kernel_size, 'DiffKDBranch')
+        self.compile_options = check_compile_option(compile_predictor, 'DiffKDBranch',
+                                                    'compile_predictor')
         for name, value in (('student_channels', student_channels),
                             ('teacher_channels', teacher_channels), ('ae_channels', ae_channels)):
             if value is not None and (not isinstance(value, int) or value < 1):
@@ -107,6 +115,22 @@ class DiffKDBranch(nn.Module):
         if output_norm:
             self.output_proj.append(nn.BatchNorm2d(latent))
 
+    def predict_noise(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """:math:`\\epsilon_\\theta(x, t)` through the compiled predictor when asked for."""
+        if self.compile_options is None:
+            return self.noise_predictor(x, t)
+        compiled = self.__dict__.get('_compiled_predictor')
+        if compiled is None:  # built lazily: after .to(device), and again after a deepcopy
+            compiled = self.__dict__['_compiled_predictor'] = compile_forward(
+                self.noise_predictor, self.compile_options)
+        return compiled(x, t)
+
+    def __getstate__(self):
+        # The compiled function is bound to this instance's predictor: a copy must build its own.
+        state = self.__dict__.copy()
+        state.pop('_compiled_predictor', None)
+        return state
+
     def encode_teacher(self, teacher_feat: torch.Tensor):
         """Returns ``(z, loss_ae)``: the detached target and the AE loss (None without AE).
 
@@ -136,11 +160,12 @@ class DiffKDBranch(nn.Module):
         x = g * student_latent + (1 - g) * noise
         use_cp = self.with_cp and torch.is_grad_enabled()
         for k in range(self.scheduler.inference_steps):
-            t = self.scheduler.timesteps[k]
+            # One t per sample, as in the diffusion loss: one predictor signature for both.
+            t = self.scheduler.timesteps[k].repeat(x.shape[0])
             if use_cp:
-                eps = checkpoint(self.noise_predictor, x, t, use_reentrant=False)
+                eps = checkpoint(self.predict_noise, x, t, use_reentrant=False)
             else:
-                eps = self.noise_predictor(x, t)
+                eps = self.predict_noise(x, t)
             x = self.scheduler.step(eps, k, x)
         return x, gate
 
@@ -153,7 +178,7 @@ class DiffKDBranch(nn.Module):
             timesteps = torch.randint(
                 0, self.scheduler.num_train_timesteps, (target.shape[0], ), device=target.device)
         noisy = self.scheduler.add_noise(target, noise, timesteps)
-        return F.mse_loss(self.noise_predictor(noisy, timesteps), noise)
+        return F.mse_loss(self.predict_noise(noisy, timesteps), noise)
 
     def forward(self,
                 student_feat: torch.Tensor,

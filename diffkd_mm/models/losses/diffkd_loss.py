@@ -47,6 +47,8 @@ class DiffKDLoss(nn.Module):
             (official).
         output_norm (bool): BN after the output conv1x1. Defaults to True.
         with_cp (bool): Activation checkpointing through the DDIM loop. Defaults to False.
+        compile_predictor (bool | dict): ``torch.compile`` each noise predictor (True, or
+            ``torch.compile`` arguments). Same math; see :class:`DiffKDBranch`. Defaults to False.
         kd_loss (str): ``'mse'`` (features) or ``'kl'`` (logits). Defaults to ``'mse'``.
         tau (float): KL temperature. Defaults to 1.0.
         loss_weight (float): Weight of the KD term. Defaults to 1.0.
@@ -75,6 +77,7 @@ class DiffKDLoss(nn.Module):
                  schedule_steps: Optional[int] = None,
                  output_norm: bool = True,
                  with_cp: bool = False,
+                 compile_predictor: Union[bool, dict] = False,
                  kd_loss: str = 'mse',
                  tau: float = 1.0,
                  loss_weight: float = 1.0,
@@ -122,7 +125,8 @@ class DiffKDLoss(nn.Module):
                 num_train_timesteps=num_train_timesteps,
                 schedule_steps=schedule_steps,
                 output_norm=output_norm,
-                with_cp=with_cp)
+                with_cp=with_cp,
+                compile_predictor=compile_predictor)
 
         if share_branch:
             if len(set(self.student_channels)) > 1 or len(set(self.teacher_channels)) > 1:
