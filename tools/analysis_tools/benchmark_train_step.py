@@ -3,10 +3,13 @@
 Times full training iterations (forward + backward + optimizer step; median of --iters after
 --warmup) of one teacher/student pair with: the student alone; + FitNet (MSE on every FPN level,
 mmrazor L2Loss); + mmrazor PKD; + DiffKD (ours, defaults); + DiffKD with each option
-(activation checkpointing, shared branch, 3 steps); and a plain restatement of the official
-formulation (the official two-stage DDIM step with per-step scalar indexing and host-side
-branching) as the reference. Memory: peak CUDA memory on a GPU; on the CPU the bytes autograd
-saves for backward (activation memory), which is what DiffKD adds. Then the DiffKD branch alone:
+(activation checkpointing, shared branch, 3 steps, compiled noise predictor, AE to 128
+channels, and the leanest combination); and a plain restatement of the official formulation
+(the official two-stage DDIM step with per-step scalar indexing and host-side branching) as the
+reference. All variants are built first and timed round-robin, one iteration of each in turn,
+so that a slow spell of the machine hits every variant alike. Memory: on a GPU the peak CUDA
+memory of one iteration above what is resident before it; on the CPU the bytes autograd saves
+for backward (activation memory), which is what DiffKD adds. Then the DiffKD branch alone:
 time split by part, and how it scales with feature size, channels, steps and levels.
 
     python tools/analysis_tools/benchmark_train_step.py --pair retinanet --size 256 --out-dir bench/
@@ -14,6 +17,7 @@ time split by part, and how it scales with feature size, channels, steps and lev
 import argparse
 import contextlib
 import copy
+import functools
 import json
 import os
 import os.path as osp
@@ -85,13 +89,24 @@ def _losses(kind: str, base: dict, levels: int) -> tuple:
                                           for i in range(levels)},
                 {f'loss_pkd{i}': maps(i) for i in range(levels)})
     cfg = dict(base)
-    cfg.update(dict(diffkd_cp=dict(with_cp=True), diffkd_shared=dict(share_branch=True),
-                    diffkd_3steps=dict(inference_steps=3)).get(kind, {}))
+    cfg.update(DIFFKD_OPTIONS.get(kind, {}))
     return 'DiffKDDistiller', dict(loss_diffkd=cfg), dict(loss_diffkd=maps())
 
 
-VARIANTS = ('student', 'fitnet', 'pkd', 'diffkd', 'diffkd_cp', 'diffkd_shared', 'diffkd_3steps',
-            'reference')
+# DiffKD variants: the options each one sets on top of the config's DiffKD entry. The first
+# three keep the math; the others change the model (documented in docs/benchmarks.md).
+DIFFKD_OPTIONS = dict(
+    diffkd_cp=dict(with_cp=True),
+    diffkd_shared=dict(share_branch=True),
+    diffkd_compile=dict(compile_predictor=True),
+    diffkd_3steps=dict(inference_steps=3),
+    diffkd_ae128=dict(ae_channels=128),
+    diffkd_ae128_compile=dict(ae_channels=128, compile_predictor=True),
+    diffkd_3steps_ae128_compile=dict(inference_steps=3, ae_channels=128, compile_predictor=True),
+)
+VARIANTS = ('student', 'fitnet', 'pkd', 'diffkd', *DIFFKD_OPTIONS, 'reference')
+# Variants that compute exactly what the default DiffKD computes (tests check each of them).
+SAME_MATH_AS_DIFFKD = ('diffkd_cp', 'diffkd_compile', 'reference')
 
 
 def build_variant(cfg: Config, kind: str, device: str):
@@ -140,23 +155,26 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def time_train_steps(model, optim, data, device, warmup, iters):
-    times = []
+def time_round_robin(models, data, device, warmup, iters):
+    """Seconds of each timed iteration per variant, the variants taking turns."""
+    times = {kind: [] for kind in models}
     for i in range(warmup + iters):
-        _sync(device)
-        start = time.perf_counter()
-        model.train_step(copy.copy(data), optim)
-        _sync(device)
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for kind, (model, optim) in models.items():
+            _sync(device)
+            start = time.perf_counter()
+            model.train_step(copy.copy(data), optim)
+            _sync(device)
+            if i >= warmup:
+                times[kind].append(time.perf_counter() - start)
+    return times
 
 
 def memory_of_step(model, optim, data, device):
     if device.startswith('cuda'):
+        resident = torch.cuda.memory_allocated()
         torch.cuda.reset_peak_memory_stats()
         model.train_step(copy.copy(data), optim)
-        return torch.cuda.max_memory_allocated()
+        return torch.cuda.max_memory_allocated() - resident
     saved = SavedBytes()
     with saved():
         model.train_step(copy.copy(data), optim)
@@ -192,27 +210,31 @@ def branch_parts(branch, s, t, iters):
     return {name: run(fn) for name, fn in parts.items()}
 
 
-def branch_fwd_bwd(branch_cls, channels, size, steps, levels, iters, device, batch=2):
+def branch_fwd_bwd_round_robin(builders, channels, size, steps, levels, iters, device, batch=2,
+                               warmup=2):
+    """Median fwd+bwd seconds of ``levels`` branches (sizes halving) per builder, in turns."""
     torch.manual_seed(0)
-    branches = [branch_cls(channels, channels, inference_steps=steps).to(device)
-                for _ in range(levels)]
     feats = [(torch.randn(batch, channels, max(size >> i, 1), max(size >> i, 1), device=device,
                           requires_grad=True),
               torch.randn(batch, channels, max(size >> i, 1), max(size >> i, 1), device=device))
              for i in range(levels)]
-    times = []
-    for i in range(iters + 1):
-        _sync(device)
-        start = time.perf_counter()
-        total = 0
-        for b, (s, t) in zip(branches, feats):
-            out = b(s, t)
-            total = total + torch.nn.functional.mse_loss(out.refined, out.target) + out.loss_ddim
-        total.backward()
-        _sync(device)
-        if i:
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    branches = {name: [build(channels, channels, inference_steps=steps).to(device)
+                       for _ in range(levels)] for name, build in builders.items()}
+    times = {name: [] for name in builders}
+    for i in range(warmup + iters):
+        for name, group in branches.items():
+            _sync(device)
+            start = time.perf_counter()
+            total = 0
+            for b, (s, t) in zip(group, feats):
+                out = b(s, t)
+                total = total + torch.nn.functional.mse_loss(out.refined, out.target) + \
+                    out.loss_ddim
+            total.backward()
+            _sync(device)
+            if i >= warmup:
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 # ----------------------------------------------------------------------------- main
@@ -253,28 +275,34 @@ def main(argv=None) -> int:
     print(f'[bench] {args.pair}, input {args.size}x{args.size}, batch {args.batch}, {device} '
           f'({machine}), median of {args.iters} after {args.warmup} warm-up, amp={args.amp}')
 
-    rows = {}
-    for kind in args.variants:
-        model, optim = build_variant(cfg, kind, device)
-        with autocast:
-            sec = time_train_steps(model, optim, data, device, args.warmup, args.iters)
-            mem = memory_of_step(model, optim, data, device)
-        rows[kind] = dict(sec=sec, mem=mem)
-        print(f'[bench] {kind:14s} {sec:8.3f} s/iter  {mem / 2**20:9.1f} MiB', flush=True)
-        del model, optim
+    models = {kind: build_variant(cfg, kind, device) for kind in args.variants}
+    with autocast:
+        times = time_round_robin(models, data, device, args.warmup, args.iters)
+        rows = {}
+        for kind, (model, optim) in models.items():
+            sec = statistics.median(times[kind])
+            rows[kind] = dict(sec=sec, mem=memory_of_step(model, optim, data, device),
+                              samples=times[kind])
+            print(f'[bench] {kind:28s} {sec:8.3f} s/iter  {rows[kind]["mem"] / 2**20:9.1f} MiB',
+                  flush=True)
+    del models
 
     fit, ref = rows.get('fitnet'), rows.get('reference')
     lines = [f'# DiffKD training cost: {args.pair}, {args.size}x{args.size}, batch {args.batch}',
              '', f'Device: {device} ({machine}); torch {torch.__version__}; median of '
              f'{args.iters} iterations after {args.warmup}; amp={args.amp}. Memory: '
-             + ('peak CUDA memory.' if device == 'cuda' else
+             + ('peak CUDA memory of one iteration above the resident weights.'
+                if device == 'cuda' else
                 'bytes saved by autograd for backward (activation memory) in one iteration.'),
-             '', '| variant | s / iter | x FitNet | x reference | memory (MiB) | mem x FitNet |',
-             '|---|---|---|---|---|---|']
+             '', '| variant | DiffKD math | s / iter | x FitNet | x reference | memory (MiB) | '
+             'mem x FitNet |', '|---|---|---|---|---|---|---|']
     for kind, r in rows.items():
+        math = ('-' if not kind.startswith('diffkd') and kind != 'reference' else
+                'default' if kind == 'diffkd' else
+                'same' if kind in SAME_MATH_AS_DIFFKD else 'changed')
         lines.append(
-            f'| {kind} | {r["sec"]:.3f} | {r["sec"] / fit["sec"]:.2f} |' if fit else
-            f'| {kind} | {r["sec"]:.3f} | - |')
+            f'| {kind} | {math} | {r["sec"]:.3f} | {r["sec"] / fit["sec"]:.2f} |' if fit else
+            f'| {kind} | {math} | {r["sec"]:.3f} | - |')
         lines[-1] += (f' {r["sec"] / ref["sec"]:.2f} |' if ref else ' - |')
         lines[-1] += f' {r["mem"] / 2**20:.1f} |' + (f' {r["mem"] / fit["mem"]:.2f} |' if fit else ' - |')
 
@@ -298,20 +326,23 @@ def main(argv=None) -> int:
                 [('channels', feat, c, 5, 1) for c in (64, 128, 256)] +
                 [('steps', feat, 256, n, 1) for n in (1, 3, 5, 10)] +
                 [('levels', feat, 256, 5, n) for n in (1, 3, levels)])
+        compiled_branch = functools.partial(DiffKDBranch, compile_predictor=True)
         for what, size, ch, steps, lv in grid:
-            ours = branch_fwd_bwd(DiffKDBranch, ch, size, steps, lv, args.iters, device)
-            reference = branch_fwd_bwd(ReferenceDiffKDBranch, ch, size, steps, lv, args.iters,
-                                       device)
-            scaling.append(dict(what=what, size=size, channels=ch, steps=steps, levels=lv,
-                                ours=ours, reference=reference))
+            sec = branch_fwd_bwd_round_robin(
+                dict(ours=DiffKDBranch, compiled=compiled_branch,
+                     reference=ReferenceDiffKDBranch), ch, size, steps, lv, args.iters, device)
+            scaling.append(dict(what=what, size=size, channels=ch, steps=steps, levels=lv, **sec))
             print(f'[bench] scaling {what}: {size}px {ch}ch {steps} steps {lv} levels: '
-                  f'{ours:.4f} s (reference {reference:.4f} s)', flush=True)
+                  f'{sec["ours"]:.4f} s, compiled {sec["compiled"]:.4f} s, reference '
+                  f'{sec["reference"]:.4f} s', flush=True)
         result['scaling'] = scaling
         lines += ['', '## DiffKD branch alone, fwd+bwd: scaling (first level size, halving per '
                   'level)', '', '| varied | size | channels | steps | levels | ours (s) | '
-                  'reference (s) | ours / reference |', '|---|---|---|---|---|---|---|---|']
+                  'compiled (s) | reference (s) | ours / reference | compiled / reference |',
+                  '|---|---|---|---|---|---|---|---|---|---|']
         lines += [f'| {r["what"]} | {r["size"]} | {r["channels"]} | {r["steps"]} | {r["levels"]} '
-                  f'| {r["ours"]:.4f} | {r["reference"]:.4f} | {r["ours"] / r["reference"]:.2f} |'
+                  f'| {r["ours"]:.4f} | {r["compiled"]:.4f} | {r["reference"]:.4f} '
+                  f'| {r["ours"] / r["reference"]:.2f} | {r["compiled"] / r["reference"]:.2f} |'
                   for r in scaling]
     os.makedirs(args.out_dir, exist_ok=True)
     with open(osp.join(args.out_dir, 'benchmark.md'), 'w') as f:
