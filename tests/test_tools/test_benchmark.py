@@ -13,12 +13,27 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(diffkd_mm.__file__)))
 TOOL = osp.join(ROOT, 'tools', 'analysis_tools', 'benchmark_train_step.py')
 
 
-def test_reference_formulation_has_identical_math():
+def _tool_module():
     sys.path.insert(0, osp.dirname(TOOL))
     try:
-        from benchmark_train_step import ReferenceDiffKDBranch
+        import benchmark_train_step
     finally:
         sys.path.pop(0)
+    return benchmark_train_step
+
+
+def test_every_diffkd_variant_is_a_valid_loss_config():
+    from mmrazor.registry import MODELS
+    tool = _tool_module()
+    assert set(tool.SAME_MATH_AS_DIFFKD) <= set(tool.VARIANTS)
+    for name, options in tool.DIFFKD_OPTIONS.items():
+        loss = MODELS.build(dict(type='DiffKDLoss', student_channels=16, teacher_channels=16,
+                                 num_levels=2, **options))
+        assert len(loss.branches) == (1 if options.get('share_branch') else 2), name
+
+
+def test_reference_formulation_has_identical_math():
+    ReferenceDiffKDBranch = _tool_module().ReferenceDiffKDBranch
     from diffkd_mm.models.diffkd import DiffKDBranch
     torch.manual_seed(0)
     ours = DiffKDBranch(8, 16, ae_channels=8)

@@ -110,6 +110,9 @@ SAME_MATH_AS_DIFFKD = ('diffkd_cp', 'diffkd_compile', 'reference')
 
 
 def build_variant(cfg: Config, kind: str, device: str):
+    # Same teacher and student weights in every variant: with random weights a two-stage
+    # detector's proposals, hence its RoI-head cost, depend on the weights.
+    torch.manual_seed(0)
     model_cfg = copy.deepcopy(cfg.model)
     model_cfg.teacher_ckpt = None
     dist = model_cfg.distiller
