@@ -174,6 +174,20 @@ def test_compiled_predictor_is_rebuilt_for_a_copy():
     assert clone.compile_options == dict(dynamic=True)
 
 
+def test_compiled_predictor_warns_when_map_sizes_keep_changing(monkeypatch):
+    from diffkd_mm.models.diffkd import compile as compile_module
+    monkeypatch.setattr(torch, 'compile', lambda fn, **kwargs: fn)  # the shape watch only
+    logged = []
+    monkeypatch.setattr(compile_module, 'print_log', lambda msg, **kwargs: logged.append(msg))
+    branch = DiffKDBranch(8, 16, compile_predictor=True)
+    for size in (4, 5, 4, 6, 7):
+        branch(torch.randn(2, 8, size, size), torch.randn(2, 16, size, size))
+    assert not logged  # 4 distinct sizes
+    for size in (8, 9):
+        branch(torch.randn(2, 8, size, size), torch.randn(2, 16, size, size))
+    assert len(logged) == 1 and 'compile_predictor: the compiled module has now seen 5' in logged[0]
+
+
 def test_denoising_reads_no_tensor_value_on_the_host():
     """No host-device synchronisation: the whole fwd+bwd runs on the meta device, where any
     `.item()`, `bool(tensor)` or `.tolist()` of a computed value raises."""

@@ -8,7 +8,7 @@ from torch.utils.checkpoint import checkpoint
 
 from mmrazor.registry import MODELS
 from .autoencoder import LinearAutoEncoder
-from .compile import CompileOption, check_compile_option, compile_forward
+from .compile import CompiledForward, CompileOption, check_compile_option
 from .ddim_scheduler import DDIMScheduler
 from .noise_adapter import NoiseAdapter
 from .noise_predictor import NoisePredictor, check_kernel_size
@@ -67,7 +67,8 @@ class DiffKDBranch(nn.Module):
         compile_predictor (bool | dict): ``torch.compile`` the noise predictor (True, or a dict
             of ``torch.compile`` arguments such as ``dict(mode='max-autotune')``). Same math
             (outputs, gradients and BN statistics agree with eager to float rounding); the
-            first iterations pay the compilation. Defaults to False.
+            first iterations pay the compilation, and every new map size compiles again (see
+            :class:`CompiledForward`): for fixed-size inputs. Defaults to False.
     """
 
     def __init__(self,
@@ -121,8 +122,8 @@ class DiffKDBranch(nn.Module):
             return self.noise_predictor(x, t)
         compiled = self.__dict__.get('_compiled_predictor')
         if compiled is None:  # built lazily: after .to(device), and again after a deepcopy
-            compiled = self.__dict__['_compiled_predictor'] = compile_forward(
-                self.noise_predictor, self.compile_options)
+            compiled = self.__dict__['_compiled_predictor'] = CompiledForward(
+                self.noise_predictor, self.compile_options, 'DiffKDBranch.compile_predictor')
         return compiled(x, t)
 
     def __getstate__(self):

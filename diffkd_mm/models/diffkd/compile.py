@@ -1,8 +1,10 @@
 """Optional ``torch.compile`` of a module's forward, with a compile cache of its own."""
+import logging
 import types
 from typing import Callable, Optional, Union
 
 import torch
+from mmengine.logging import print_log
 from torch import nn
 
 CompileOption = Union[bool, dict, None]
@@ -53,3 +55,38 @@ def compile_forward(module: nn.Module, options: dict) -> Callable:
     own_copy = types.FunctionType(forward.__code__.replace(), forward.__globals__, forward.__name__,
                                   forward.__defaults__, forward.__closure__)
     return torch.compile(types.MethodType(own_copy, module), **options)
+
+
+class CompiledForward:
+    """A module's compiled forward (see :func:`compile_forward`) that watches its input shapes.
+
+    With this torch (2.14) on the CPU, the compiled backward specialises on the spatial size
+    even with ``dynamic=True``: each new feature-map size compiles again (seconds each), and
+    after 8 entries dynamo falls back to eager. Fixed-size inputs (classification crops,
+    segmentation crops) compile once per level; detection with variable image sizes does not
+    profit. A warning names the owner once the shapes keep changing.
+
+    Args:
+        module (nn.Module): Module whose forward to compile.
+        options (dict): ``torch.compile`` keyword arguments.
+        owner (str): Name of the option, for the warning.
+        max_shapes (int): Distinct shapes of the first input seen before warning. Defaults to 4.
+    """
+
+    def __init__(self, module: nn.Module, options: dict, owner: str, max_shapes: int = 4) -> None:
+        self.forward = compile_forward(module, options)
+        self.owner = owner
+        self.max_shapes = max_shapes
+        self.shapes = set()
+
+    def __call__(self, x: torch.Tensor, *args):
+        if len(self.shapes) <= self.max_shapes and x.shape not in self.shapes:
+            self.shapes.add(x.shape)
+            if len(self.shapes) > self.max_shapes:
+                print_log(
+                    f'{self.owner}: the compiled module has now seen {len(self.shapes)} input '
+                    'shapes; torch.compile recompiles for every new size and falls back to eager '
+                    'after torch._dynamo.config.recompile_limit entries. Use it with fixed-size '
+                    'inputs (fixed crops or padding), or turn it off.',
+                    logger='current', level=logging.WARNING)
+        return self.forward(x, *args)
