@@ -93,8 +93,8 @@ def _losses(kind: str, base: dict, levels: int) -> tuple:
     return 'DiffKDDistiller', dict(loss_diffkd=cfg), dict(loss_diffkd=maps())
 
 
-# DiffKD variants: the options each one sets on top of the config's DiffKD entry. The first
-# three keep the math; the others change the model (documented in docs/benchmarks.md).
+# DiffKD variants: the options each one sets on top of the config's DiffKD entry. Those in
+# SAME_MATH_AS_DIFFKD keep the math; the others change the model (docs/benchmarks.md).
 DIFFKD_OPTIONS = dict(
     diffkd_cp=dict(with_cp=True),
     diffkd_shared=dict(share_branch=True),

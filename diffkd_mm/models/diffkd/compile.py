@@ -40,8 +40,8 @@ def compile_forward(module: nn.Module, options: dict) -> Callable:
     noise predictor per FPN level, and each is called with two signatures (the DDIM loop needs
     input gradients, the diffusion loss does not) and with several map sizes: five levels would
     exhaust the shared limit during the first iteration. A copy of ``forward``'s code object
-    gives this instance its own cache; identical graphs are still shared through inductor's
-    on-disk cache, so the copies cost no extra compilation.
+    gives this instance its own cache; identical graphs still hit inductor's on-disk cache, so a
+    copy costs its tracing (about a second) rather than a full compilation.
 
     Args:
         module (nn.Module): Module whose ``forward`` to compile. Its parameters, buffers and
