@@ -66,12 +66,9 @@ def build_config(args) -> Config:
         if 'auto_scale_lr' not in cfg or 'base_batch_size' not in cfg.auto_scale_lr:
             sys.exit('--auto-scale-lr: the config has no auto_scale_lr.base_batch_size.')
         cfg.auto_scale_lr.enable = True
-    if args.resume == 'auto':
+    if args.resume is not None:  # 'auto': the latest checkpoint of the work dir
         cfg.resume = True
-        cfg.load_from = None
-    elif args.resume is not None:
-        cfg.resume = True
-        cfg.load_from = args.resume
+        cfg.load_from = None if args.resume == 'auto' else args.resume
     check_before_training(cfg, args)
     # Checkpoints carry torch's random state, so that a resumed run repeats DiffKD's noise.
     hooks = cfg.get('custom_hooks', None) or []

@@ -22,7 +22,7 @@ import os.path as osp
 import shutil
 import tempfile
 import uuid
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -293,16 +293,27 @@ def _remove_own_dir(data_dir: str) -> None:
     shutil.rmtree(trash)
 
 
+def _file_name(index: int) -> str:
+    return f'{index:06d}.png'
+
+
+def _scenes(args: dict, split: str):
+    """``(index, image, label map, objects)`` of every scene of a detection/segmentation split."""
+    for index in range(args[f'num_{split}']):
+        yield (index, ) + _scene(args['seed'], split, index, args['img_size'],
+                                 args['max_objects'])
+
+
 def _generate(task: str, data_dir: str, args: dict,
-              write_splits: Callable[[str], Dict[str, dict]]) -> dict:
+              write_split: Callable[[str, str], dict]) -> dict:
     """Writes a dataset atomically into ``data_dir``, or reuses the complete one found there.
 
     Args:
         task (str): One of :data:`TASKS`.
         data_dir (str): Absolute target directory.
         args (dict): The validated generation arguments (recorded in the marker).
-        write_splits (Callable): Writes the splits into the directory it is given and returns
-            per-split statistics.
+        write_split (Callable): ``write_split(out_dir, split)`` writes one split into
+            ``out_dir`` and returns its statistics.
 
     Returns:
         dict: The marker (``generator``, ``version``, ``task``, ``args``, ``splits``) plus
@@ -320,7 +331,7 @@ def _generate(task: str, data_dir: str, args: dict,
     os.mkdir(tmp)
     try:
         _dump_json(dict(generator=_GENERATOR), osp.join(tmp, _OWNER_FILE))
-        marker['splits'] = write_splits(tmp)
+        marker['splits'] = {split: write_split(tmp, split) for split in SPLITS}
         _dump_json(marker, osp.join(tmp, _MARKER_FILE))
         if osp.isdir(data_dir) and os.listdir(data_dir) and not _same_dataset(
                 _read_marker(data_dir), marker):
@@ -377,43 +388,37 @@ def make_detection_dataset(root: PathLike,
     args = _check_args('det', num_train, num_val, img_size, seed, max_objects)
     categories = [dict(id=i + 1, name=name) for i, name in enumerate(CLASSES)]
 
-    def write_splits(out_dir: str) -> Dict[str, dict]:
-        os.makedirs(osp.join(out_dir, 'annotations'))
-        stats = {}
-        for split in SPLITS:
-            img_dir = osp.join(out_dir, 'images', split)
-            os.makedirs(img_dir)
-            images, annotations = [], []
-            for index in range(args[f'num_{split}']):
-                img, _, objects = _scene(args['seed'], split, index, args['img_size'],
-                                         args['max_objects'])
-                file_name = f'{index:06d}.png'
-                _write_png(osp.join(img_dir, file_name), img)
-                image_id = index + 1
-                images.append(
-                    dict(id=image_id, file_name=file_name, width=img.shape[1],
-                         height=img.shape[0]))
-                for obj in objects:
-                    annotations.append(
-                        dict(
-                            id=len(annotations) + 1,
-                            image_id=image_id,
-                            category_id=obj['label'] + 1,
-                            bbox=obj['bbox'],
-                            area=obj['area'],
-                            iscrowd=0,
-                            segmentation=[obj['polygon']]))
-            coco = dict(
-                info=dict(description=f'{_GENERATOR} v{GENERATOR_VERSION}', **args),
-                licenses=[],
-                images=images,
-                annotations=annotations,
-                categories=categories)
-            _dump_json(coco, osp.join(out_dir, 'annotations', f'instances_{split}.json'))
-            stats[split] = dict(images=len(images), objects=len(annotations))
-        return stats
+    def write_split(out_dir: str, split: str) -> dict:
+        img_dir = osp.join(out_dir, 'images', split)
+        os.makedirs(img_dir)
+        os.makedirs(osp.join(out_dir, 'annotations'), exist_ok=True)
+        images, annotations = [], []
+        for index, img, _, objects in _scenes(args, split):
+            _write_png(osp.join(img_dir, _file_name(index)), img)
+            image_id = index + 1
+            images.append(
+                dict(id=image_id, file_name=_file_name(index), width=img.shape[1],
+                     height=img.shape[0]))
+            for obj in objects:
+                annotations.append(
+                    dict(
+                        id=len(annotations) + 1,
+                        image_id=image_id,
+                        category_id=obj['label'] + 1,
+                        bbox=obj['bbox'],
+                        area=obj['area'],
+                        iscrowd=0,
+                        segmentation=[obj['polygon']]))
+        coco = dict(
+            info=dict(description=f'{_GENERATOR} v{GENERATOR_VERSION}', **args),
+            licenses=[],
+            images=images,
+            annotations=annotations,
+            categories=categories)
+        _dump_json(coco, osp.join(out_dir, 'annotations', f'instances_{split}.json'))
+        return dict(images=len(images), objects=len(annotations))
 
-    return _generate('det', data_dir, args, write_splits)
+    return _generate('det', data_dir, args, write_split)
 
 
 def make_segmentation_dataset(root: PathLike,
@@ -446,24 +451,19 @@ def make_segmentation_dataset(root: PathLike,
     data_dir = _check_root(root)
     args = _check_args('seg', num_train, num_val, img_size, seed, max_objects)
 
-    def write_splits(out_dir: str) -> Dict[str, dict]:
-        stats = {}
-        for split in SPLITS:
-            img_dir = osp.join(out_dir, 'img_dir', split)
-            ann_dir = osp.join(out_dir, 'ann_dir', split)
-            os.makedirs(img_dir)
-            os.makedirs(ann_dir)
-            num_objects = 0
-            for index in range(args[f'num_{split}']):
-                img, label_map, objects = _scene(args['seed'], split, index, args['img_size'],
-                                                 args['max_objects'])
-                _write_png(osp.join(img_dir, f'{index:06d}.png'), img)
-                _write_png(osp.join(ann_dir, f'{index:06d}.png'), label_map)
-                num_objects += len(objects)
-            stats[split] = dict(images=args[f'num_{split}'], objects=num_objects)
-        return stats
+    def write_split(out_dir: str, split: str) -> dict:
+        img_dir = osp.join(out_dir, 'img_dir', split)
+        ann_dir = osp.join(out_dir, 'ann_dir', split)
+        os.makedirs(img_dir)
+        os.makedirs(ann_dir)
+        num_objects = 0
+        for index, img, label_map, objects in _scenes(args, split):
+            _write_png(osp.join(img_dir, _file_name(index)), img)
+            _write_png(osp.join(ann_dir, _file_name(index)), label_map)
+            num_objects += len(objects)
+        return dict(images=args[f'num_{split}'], objects=num_objects)
 
-    return _generate('seg', data_dir, args, write_splits)
+    return _generate('seg', data_dir, args, write_split)
 
 
 def make_classification_dataset(root: PathLike,
@@ -493,22 +493,19 @@ def make_classification_dataset(root: PathLike,
     data_dir = _check_root(root)
     args = _check_args('cls', num_train, num_val, img_size, seed)
 
-    def write_splits(out_dir: str) -> Dict[str, dict]:
-        stats = {}
-        for split in SPLITS:
-            for name in CLASSES:
-                os.makedirs(osp.join(out_dir, split, name))
-            per_class = dict.fromkeys(CLASSES, 0)
-            for index in range(args[f'num_{split}']):
-                label = index % len(CLASSES)
-                rng = _image_rng(args['seed'], _CLS_STREAM, split, index)
-                img, _, _ = _render_scene(rng, args['img_size'], [label], _CLS_SIZE_RANGE)
-                _write_png(osp.join(out_dir, split, CLASSES[label], f'{index:06d}.png'), img)
-                per_class[CLASSES[label]] += 1
-            stats[split] = dict(images=args[f'num_{split}'], per_class=per_class)
-        return stats
+    def write_split(out_dir: str, split: str) -> dict:
+        for name in CLASSES:
+            os.makedirs(osp.join(out_dir, split, name))
+        per_class = dict.fromkeys(CLASSES, 0)
+        for index in range(args[f'num_{split}']):
+            label = index % len(CLASSES)
+            rng = _image_rng(args['seed'], _CLS_STREAM, split, index)
+            img, _, _ = _render_scene(rng, args['img_size'], [label], _CLS_SIZE_RANGE)
+            _write_png(osp.join(out_dir, split, CLASSES[label], _file_name(index)), img)
+            per_class[CLASSES[label]] += 1
+        return dict(images=args[f'num_{split}'], per_class=per_class)
 
-    return _generate('cls', data_dir, args, write_splits)
+    return _generate('cls', data_dir, args, write_split)
 
 
 _MAKERS = dict(
@@ -553,76 +550,53 @@ def ensure_dataset(task: str, root: Optional[PathLike] = None, **kwargs) -> str:
 # ------------------------------------------------------------------------- dataset configs
 
 
+def _dataset_cfg(scope: str, dataset_type: str, data_dir: PathLike, split: str,
+                 overrides: dict, **layout) -> dict:
+    """``dict(_scope_, type, data_root, **layout, **overrides)`` after checking ``split``.
+
+    ``_scope_`` lets the dataset (and its pipeline) build whatever the default scope is.
+    """
+    _check_split(split)
+    return dict(_scope_=scope, type=dataset_type, data_root=os.fspath(data_dir), **layout,
+                **overrides)
+
+
 def det_dataset_cfg(data_dir: PathLike, split: str, **overrides) -> dict:
     """mmengine config of mmdet's ``CocoDataset`` over a :func:`make_detection_dataset` dir.
 
-    ``_scope_='mmdet'`` lets it (and its pipeline) build whatever the default scope is.
-
     Args:
         data_dir (str | PathLike): The generated dataset directory.
         split (str): ``'train'`` or ``'val'``.
-        **overrides: More ``CocoDataset`` arguments (``pipeline``, ``test_mode``, ...).
+        **overrides: More dataset arguments (``pipeline``, ``test_mode``, ...).
 
     Returns:
-        dict: The dataset config; the caller adds the pipeline.
+        dict: The dataset config, in scope ``mmdet``; the caller adds the pipeline.
     """
-    _check_split(split)
-    return dict(
-        _scope_='mmdet',
-        type='CocoDataset',
-        data_root=os.fspath(data_dir),
+    return _dataset_cfg(
+        'mmdet', 'CocoDataset', data_dir, split, overrides,
         ann_file=f'annotations/instances_{split}.json',
         data_prefix=dict(img=f'images/{split}/'),
-        metainfo=dict(classes=CLASSES),
-        **overrides)
+        metainfo=dict(classes=CLASSES))
 
 
 def seg_dataset_cfg(data_dir: PathLike, split: str, **overrides) -> dict:
-    """mmengine config of mmseg's ``BaseSegDataset`` over a :func:`make_segmentation_dataset` dir.
-
-    ``_scope_='mmseg'`` lets it (and its pipeline) build whatever the default scope is.
-
-    Args:
-        data_dir (str | PathLike): The generated dataset directory.
-        split (str): ``'train'`` or ``'val'``.
-        **overrides: More ``BaseSegDataset`` arguments (``pipeline``, ...).
-
-    Returns:
-        dict: The dataset config; the caller adds the pipeline.
-    """
-    _check_split(split)
-    return dict(
-        _scope_='mmseg',
-        type='BaseSegDataset',
-        data_root=os.fspath(data_dir),
+    """mmengine config of mmseg's ``BaseSegDataset`` over a :func:`make_segmentation_dataset`
+    dir, in scope ``mmseg``; arguments as :func:`det_dataset_cfg`."""
+    return _dataset_cfg(
+        'mmseg', 'BaseSegDataset', data_dir, split, overrides,
         data_prefix=dict(img_path=f'img_dir/{split}', seg_map_path=f'ann_dir/{split}'),
         img_suffix='.png',
         seg_map_suffix='.png',
         metainfo=dict(classes=SEG_CLASSES, palette=SEG_PALETTE),
-        reduce_zero_label=False,
-        **overrides)
+        reduce_zero_label=False)
 
 
 def cls_dataset_cfg(data_dir: PathLike, split: str, **overrides) -> dict:
     """mmengine config of mmpretrain's ``CustomDataset`` over a
-    :func:`make_classification_dataset` dir.
-
-    ``_scope_='mmpretrain'`` lets it (and its pipeline) build whatever the default scope is.
-
-    Args:
-        data_dir (str | PathLike): The generated dataset directory.
-        split (str): ``'train'`` or ``'val'``.
-        **overrides: More ``CustomDataset`` arguments (``pipeline``, ...).
-
-    Returns:
-        dict: The dataset config; the caller adds the pipeline.
-    """
-    _check_split(split)
-    return dict(
-        _scope_='mmpretrain',
-        type='CustomDataset',
-        data_root=os.fspath(data_dir),
+    :func:`make_classification_dataset` dir, in scope ``mmpretrain``; arguments as
+    :func:`det_dataset_cfg`."""
+    return _dataset_cfg(
+        'mmpretrain', 'CustomDataset', data_dir, split, overrides,
         data_prefix=split,
         with_label=True,
-        metainfo=dict(classes=CLASSES),
-        **overrides)
+        metainfo=dict(classes=CLASSES))

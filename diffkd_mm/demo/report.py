@@ -4,8 +4,6 @@ import os
 import os.path as osp
 from typing import Dict
 
-import torch
-
 
 def _plot_curves(curves: Dict[str, list], keys, path: str, title: str, ylabel: str,
                  logy: bool = False) -> bool:
@@ -39,7 +37,6 @@ def _feature_picture(runner, path: str) -> bool:
     if name is None:
         return False
     batch = next(iter(runner.val_dataloader))
-    torch.manual_seed(0)
     denoising_figure(record_denoising(algorithm, batch, name), path)
     return True
 

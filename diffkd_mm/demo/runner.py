@@ -91,9 +91,7 @@ def _build_cfg(settings: DemoSettings, role: str, data_dir: str, work_dir: str,
 def _train(cfg: Config, metric: str) -> Dict[str, object]:
     """Train, validate at the end, and return the metric, time per iteration and the logs."""
     runner = Runner.from_cfg(cfg)
-    start = time.perf_counter()
     runner.train()
-    wall = time.perf_counter() - start
     hub = runner.message_hub
     times = hub.get_scalar('train/time').data[0]
     skip = min(5, len(times) - 1)  # the first iterations include warm-up
@@ -103,7 +101,6 @@ def _train(cfg: Config, metric: str) -> Dict[str, object]:
     return dict(
         metric=float(hub.get_scalar(f'val/{metric}').current()),
         sec_per_iter=float(np.median(times[skip:])),
-        wall_sec=wall,
         curves=curves,
         runner=runner)
 
@@ -167,7 +164,7 @@ def run_demo(work_dir: str, settings: Optional[DemoSettings] = None) -> Dict[str
         runner = Runner.from_cfg(teacher_cfg)
         metrics = runner.val()
         results['teacher'] = dict(metric=float(metrics[metric]), sec_per_iter=None,
-                                  wall_sec=0.0, curves={}, cached=True)
+                                  curves={}, cached=True)
     else:
         print(f'[demo] teacher: training {settings.teacher_iters} iterations', flush=True)
         results['teacher'] = _train(teacher_cfg, metric)

@@ -35,20 +35,19 @@ def record_denoising(algorithm, data: dict, loss_name: str, level: int = 0,
         with distiller.teacher_recorders, distiller.student_recorders:
             algorithm.teacher(inputs, samples, mode='tensor')
             algorithm.student(inputs, samples, mode='tensor')
-        feats = {key: distiller.get_record(**mapping[key]) for key in ('preds_S', 'preds_T')}
-        s = feats['preds_S'][level] if isinstance(feats['preds_S'], (list, tuple)) \
-            else feats['preds_S']
-        t = feats['preds_T'][level] if isinstance(feats['preds_T'], (list, tuple)) \
-            else feats['preds_T']
+        s, t = (loss._as_levels(distiller.get_record(**mapping[key]), key)[level]
+                for key in ('preds_S', 'preds_T'))
+        # The branch's parts, not its forward: the diffusion loss is not pictured.
         branch = loss.branch(level)
-        generator = torch.Generator(device=s.device).manual_seed(seed)
         latent = branch.student_proj(s)
+        generator = torch.Generator(device=s.device).manual_seed(seed)
         noise = torch.randn(latent.shape, generator=generator, device=s.device, dtype=s.dtype)
-        out = branch(s, t, noise=noise)
+        target, _ = branch.encode_teacher(t)
+        denoised, gate = branch.denoise(latent, noise)
         pre = algorithm.data_preprocessor
         normalised = getattr(pre, '_enable_normalize', False)
-        return dict(inputs=inputs.float(), student=latent, denoised=out.refined,
-                    teacher=out.target, gate=out.gate,
+        return dict(inputs=inputs.float(), student=latent, denoised=branch.output_proj(denoised),
+                    teacher=target, gate=gate,
                     pixel_mean=pre.mean.flatten().tolist() if normalised else None,
                     pixel_std=pre.std.flatten().tolist() if normalised else None)
     finally:

@@ -72,25 +72,28 @@ class ReferenceDiffKDBranch(DiffKDBranch):
 
 
 # ----------------------------------------------------------------------------- variants
+def _fpn_inputs(level=None, student_arg='preds_S', teacher_arg='preds_T') -> dict:
+    """Loss-forward mapping of the recorded FPN: one level (``data_idx``), or all of them."""
+    index = {} if level is None else dict(data_idx=level)
+    return {student_arg: dict(from_student=True, recorder='fpn', **index),
+            teacher_arg: dict(from_student=False, recorder='fpn', **index)}
+
+
 def _losses(kind: str, base: dict, levels: int) -> tuple:
     """(distiller type, distill_losses, loss_forward_mappings) of one variant."""
-    maps = lambda i=None: dict(  # noqa: E731
-        preds_S=dict(from_student=True, recorder='fpn', **({} if i is None else dict(data_idx=i))),
-        preds_T=dict(from_student=False, recorder='fpn', **({} if i is None else dict(data_idx=i))))
     if kind == 'fitnet':
         losses = {f'loss_mse{i}': dict(type='L2Loss', normalize=False, div_element=True)
                   for i in range(levels)}
-        mapping = {f'loss_mse{i}': dict(
-            s_feature=dict(from_student=True, recorder='fpn', data_idx=i),
-            t_feature=dict(from_student=False, recorder='fpn', data_idx=i)) for i in range(levels)}
+        mapping = {f'loss_mse{i}': _fpn_inputs(i, 's_feature', 't_feature')
+                   for i in range(levels)}
         return 'ConfigurableDistiller', losses, mapping
     if kind == 'pkd':
         return ('ConfigurableDistiller', {f'loss_pkd{i}': dict(type='PKDLoss', loss_weight=6)
                                           for i in range(levels)},
-                {f'loss_pkd{i}': maps(i) for i in range(levels)})
+                {f'loss_pkd{i}': _fpn_inputs(i) for i in range(levels)})
     cfg = dict(base)
     cfg.update(DIFFKD_OPTIONS.get(kind, {}))
-    return 'DiffKDDistiller', dict(loss_diffkd=cfg), dict(loss_diffkd=maps())
+    return 'DiffKDDistiller', dict(loss_diffkd=cfg), dict(loss_diffkd=_fpn_inputs())
 
 
 # DiffKD variants: the options each one sets on top of the config's DiffKD entry. Those in

@@ -12,7 +12,6 @@ import os.path as osp
 import sys
 
 import diffkd_mm  # noqa: F401  (compat layer + registrations first)
-import torch
 from mmengine.config import Config, DictAction
 from mmengine.registry import DefaultScope
 from mmengine.runner import Runner, load_checkpoint
@@ -66,7 +65,6 @@ def main(argv=None) -> int:
     os.makedirs(args.out_dir, exist_ok=True)
     loss = algorithm.distiller.distill_losses[name]
     for level in range(loss.num_levels):
-        torch.manual_seed(0)
         record = record_denoising(algorithm, batch, name, level=level)
         path = osp.join(args.out_dir, f'{name}_level{level}.png')
         denoising_figure(record, path, max_images=args.num_images)

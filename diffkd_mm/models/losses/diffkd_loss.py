@@ -235,12 +235,13 @@ class DiffKDLoss(nn.Module):
             if out.loss_ae is not None:
                 terms['ae'].append(out.loss_ae)
             gates.append(out.gate.detach().float().mean())
+        gate = sum(gates) / len(gates)
         if self.nonfinite != 'ignore' and not self._all_finite(terms):
-            return self._on_nonfinite(terms, gates)
+            return self._on_nonfinite(terms, gate)
         weights = dict(kd=self.loss_weight, ddim=self.ddim_loss_weight, ae=self.ae_loss_weight)
         losses = {f'loss_{name}': weights[name] * sum(values)
                   for name, values in terms.items() if values}
-        losses['gate'] = sum(gates) / len(gates)
+        losses['gate'] = gate
         return losses
 
     # ------------------------------------------------------------------ numerical guard
@@ -249,7 +250,7 @@ class DiffKDLoss(nn.Module):
         values = [v.detach().float().reshape(1) for vs in terms.values() for v in vs]
         return bool(torch.isfinite(torch.cat(values)).all())  # the one host sync
 
-    def _on_nonfinite(self, terms, gates) -> Dict[str, torch.Tensor]:
+    def _on_nonfinite(self, terms, gate: torch.Tensor) -> Dict[str, torch.Tensor]:
         from mmengine.logging import MessageHub, print_log
         bad = [(name, level, float(v)) for name, values in terms.items()
                for level, v in enumerate(values) if not torch.isfinite(v.detach()).all()]
@@ -265,8 +266,7 @@ class DiffKDLoss(nn.Module):
                 'iterations.')
         print_log(message + ' Skipped: the DiffKD terms of this iteration are dropped.',
                   logger='current', level=logging.WARNING)
-        device = gates[0].device
-        losses = {f'loss_{name}': torch.zeros((), device=device)
+        losses = {f'loss_{name}': torch.zeros((), device=gate.device)
                   for name, values in terms.items() if values}
-        losses['gate'] = sum(gates) / len(gates)
+        losses['gate'] = gate
         return losses
