@@ -11,6 +11,7 @@ import re
 import pytest
 import torch
 from mmengine.config import Config
+from mmengine.logging import MessageHub
 from mmengine.optim import OptimWrapper
 
 import diffkd_mm
@@ -88,20 +89,36 @@ def test_config_builds_and_trains_one_step(path):
     optim = OptimWrapper(torch.optim.SGD(
         [p for p in algo.parameters() if p.requires_grad], lr=1e-4, momentum=0.9))
     student = getattr(algo, 'student', algo)
+    hub = MessageHub.get_instance(f'test_configs:{osp.relpath(path, ROOT)}')
     log_vars = algo.train_step(synthetic_batch(student), optim)
     for name, value in log_vars.items():
         assert torch.isfinite(torch.as_tensor(value)), name
     if not is_distill:
         return
 
-    names = set(log_vars)
-    diffkd_entries = [n for n in cfg.model.distiller.distill_losses if 'diffkd' in n]
-    assert diffkd_entries or is_demo
-    for entry in diffkd_entries:
-        stem = entry[len('loss_'):]
-        assert {f'distill.{entry}_kd', f'distill.{entry}_ddim', f'distill.{stem}_gate'} <= names
-        if cfg.model.distiller.distill_losses[entry].get('ae_channels'):
-            assert f'distill.{entry}_ae' in names
+    logged = {key[len('train/'):] for key in hub.log_scalars}
+    expected = expected_diffkd_terms(cfg.model.distiller)
+    assert expected or is_demo
+    assert expected <= logged, expected - logged
+    for key in logged:
+        assert torch.isfinite(torch.as_tensor(hub.get_scalar(f'train/{key}').current())), key
+
+
+def expected_diffkd_terms(distiller) -> set:
+    """The names each DiffKD entry of a distiller config must log."""
+    names = set()
+    for entry, loss in distiller.distill_losses.items():
+        stem = entry[len('loss_'):] if entry.startswith('loss_') else entry
+        if loss.type == 'DiffKDLoss':
+            names |= {f'distill.{entry}_kd', f'distill.{entry}_ddim', f'distill.{stem}_gate'}
+            if loss.get('ae_channels'):
+                names.add(f'distill.{entry}_ae')
+        elif loss.type == 'DiffKDDiffusionLoss':
+            names |= {f'distill.{entry}_ddim', f'distill.{loss.student_connector}_gate'}
+            teacher = distiller.get('connectors', {}).get(loss.get('teacher_connector'), {})
+            if teacher.get('ae_channels'):
+                names.add(f'distill.{entry}_ae')
+    return names
 
 
 @pytest.mark.parametrize('path', CONFIGS, ids=[osp.relpath(p, ROOT) for p in CONFIGS])
@@ -120,3 +137,31 @@ def test_auto_scale_lr_matches_the_recipe_batch(path):
         assert int(gpus.group(2)) == per_gpu, 'file name and train_dataloader.batch_size differ'
     assert cfg.auto_scale_lr.base_batch_size == expected
     assert not cfg.auto_scale_lr.get('enable', False)
+
+
+def test_an_mmrazor_recipe_with_only_the_loss_swapped_trains():
+    """mmrazor's own PKD recipe (as installed with mmrazor), with `PKDLoss` replaced by
+    `DiffKDLoss` plus the channels and `custom_imports` added, and nothing else changed: the stock
+    ConfigurableDistiller trains it and logs every DiffKD term under its entry's name."""
+    import mmrazor
+    recipe = osp.join(osp.dirname(mmrazor.__file__), '.mim', 'configs', 'distill', 'mmdet', 'pkd',
+                      'pkd_fpn_faster-rcnn_r101_faster-rcnn_r50_2x_coco.py')
+    cfg = Config.fromfile(recipe)
+    cfg.custom_imports = dict(imports=['diffkd_mm'], allow_failed_imports=False)
+    distiller = cfg.model.distiller
+    assert distiller.type == 'ConfigurableDistiller' and len(distiller.distill_losses) == 4
+    for loss in distiller.distill_losses.values():
+        assert loss.type == 'PKDLoss'
+        loss.update(type='DiffKDLoss', student_channels=256, teacher_channels=256)
+    cfg.model.teacher_ckpt = None  # no download in tests
+    torch.manual_seed(0)
+    algo = MODELS.build(cfg.model)
+    algo.train()
+    hub = MessageHub.get_instance('test_configs:mmrazor_pkd_recipe')
+    optim = OptimWrapper(torch.optim.SGD(
+        [p for p in algo.parameters() if p.requires_grad], lr=1e-4, momentum=0.9))
+    log_vars = algo.train_step(synthetic_batch(algo.student), optim)
+    assert {f'distill.loss_pkd_fpn{i}' for i in range(4)} <= set(log_vars)
+    assert all(torch.isfinite(torch.as_tensor(v)) for v in log_vars.values())
+    logged = {key[len('train/'):] for key in hub.log_scalars}
+    assert expected_diffkd_terms(distiller) <= logged

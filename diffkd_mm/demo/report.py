@@ -58,7 +58,8 @@ def write_report(run_dir: str, settings, results: Dict[str, dict], metric: str,
                     f'| {ROLE_TITLES[role]}{note} | {res["metric"]:.2f} | - | - |')
 
     diffkd_curves = results['diffkd']['curves']
-    term_keys = sorted(k for k in diffkd_curves if k.startswith('distill.loss_diffkd'))
+    term_keys = sorted(k for k in diffkd_curves if k.startswith('distill.loss_diffkd')
+                       and k.endswith(('_kd', '_ddim', '_ae')))
     task_keys = sorted(k for k in diffkd_curves if k.startswith('student.') and 'loss' in k)
     gate_keys = sorted(k for k in diffkd_curves if k.endswith('_gate'))
     pictures = []

@@ -35,8 +35,9 @@ def record_denoising(algorithm, data: dict, loss_name: str, level: int = 0,
         with distiller.teacher_recorders, distiller.student_recorders:
             algorithm.teacher(inputs, samples, mode='tensor')
             algorithm.student(inputs, samples, mode='tensor')
-        s, t = (loss._as_levels(distiller.get_record(**mapping[key]), key)[level]
-                for key in ('preds_S', 'preds_T'))
+        pairs = list(loss.feature_pairs(*(distiller.get_record(**mapping[key])
+                                          for key in ('preds_S', 'preds_T'))))
+        s, t, _ = pairs[level]  # as maps, checked and resized as the loss sees them
         # The branch's parts, not its forward: the diffusion loss is not pictured.
         branch = loss.branch(level)
         latent = branch.student_proj(s)

@@ -1,7 +1,9 @@
 """DiffKD wired through mmrazor: SingleTeacherDistill + DiffKDDistiller on toy models."""
 import copy
 
+import pytest
 import torch
+from mmengine.logging import MessageHub
 from mmengine.optim import OptimWrapper
 
 from mmrazor.registry import MODELS
@@ -16,16 +18,20 @@ def build(cfg=None):
 
 
 def test_terms_logged_under_their_names_and_parsed():
+    hub = MessageHub.get_instance('test_diffkd_distiller_terms')
     algo = build()
     losses = algo(**algo.data_preprocessor(toy_batch(), True), mode='loss')
-    assert {'distill.loss_diffkd_kd', 'distill.loss_diffkd_ddim', 'distill.loss_diffkd_ae',
-            'distill.diffkd_gate', 'student.loss_cls'} == set(losses)
+    assert {'distill.loss_diffkd', 'student.loss_cls'} == set(losses)
     total, log_vars = algo.parse_losses(losses)
-    # Only keys with "loss" are back-propagated: the gate is logged, not summed.
-    expected = sum(v for k, v in losses.items() if 'loss' in k)
-    torch.testing.assert_close(total, expected)
-    assert 'distill.diffkd_gate' in log_vars
-    assert algo.distiller.distill_losses['loss_diffkd'].loss_name == 'loss_diffkd'
+    torch.testing.assert_close(total, losses['distill.loss_diffkd'] + losses['student.loss_cls'])
+    terms = {k[len('train/'):]: v.current() for k, v in hub.log_scalars.items()}
+    assert set(terms) == {'distill.loss_diffkd_kd', 'distill.loss_diffkd_ddim',
+                          'distill.loss_diffkd_ae', 'distill.diffkd_gate'}
+    assert sum(v for k, v in terms.items() if 'loss' in k) == pytest.approx(
+        float(log_vars['distill.loss_diffkd']), rel=1e-5)
+    loss = algo.distiller.distill_losses['loss_diffkd']
+    assert loss.loss_name == 'loss_diffkd'
+    assert loss.input_sources['preds_S'] == "student_recorders.feat (source 'backbone')"
 
 
 def test_train_step_updates_diffkd_and_denoises_once():
@@ -60,9 +66,12 @@ def test_logits_and_features_together():
     d['loss_forward_mappings']['loss_diffkd_logits'] = dict(
         preds_S=dict(from_student=True, recorder='logits'),
         preds_T=dict(from_student=False, recorder='logits'))
+    hub = MessageHub.get_instance('test_diffkd_distiller_logits')
     algo = build(cfg)
     log_vars = algo.train_step(toy_batch(), OptimWrapper(torch.optim.SGD(algo.parameters(), 0.1)))
-    assert {'distill.loss_diffkd_logits_kd', 'distill.diffkd_logits_gate'} <= set(log_vars)
+    assert {'distill.loss_diffkd', 'distill.loss_diffkd_logits'} <= set(log_vars)
+    assert {'train/distill.loss_diffkd_logits_kd', 'train/distill.diffkd_logits_gate'} <= set(
+        hub.log_scalars)
 
 
 def test_student_is_unchanged_at_inference():

@@ -1,16 +1,34 @@
+import itertools
+
 import pytest
 import torch
 import torch.nn.functional as F
+from mmengine.logging import MessageHub
 
 from diffkd_mm.models.losses import DiffKDLoss
 from mmrazor.registry import MODELS
+
+_hubs = itertools.count()
+
+
+def logged_terms(loss, *inputs, name='loss_diffkd'):
+    """Run ``loss`` as an entry named ``name`` and return (total, {term: logged value})."""
+    hub = MessageHub.get_instance(f'test_diffkd_loss_{next(_hubs)}')  # becomes the current hub
+    loss.bind_entry(name)
+    total = loss(*inputs)
+    stem = name[len('loss_'):]
+    logged = {key[len(f'train/distill.{name}_'):] if key.startswith(f'train/distill.{name}_')
+              else key[len(f'train/distill.{stem}_'):]: buf.current()
+              for key, buf in hub.log_scalars.items()}
+    return total, logged
 
 
 def test_registered_for_mmrazor_configs():
     loss = MODELS.build(dict(type='DiffKDLoss', student_channels=4, teacher_channels=8))
     assert isinstance(loss, DiffKDLoss)
     for name in ('DiffKDBranch', 'DDIMScheduler', 'NoisePredictor', 'NoiseAdapter',
-                 'LinearAutoEncoder', 'DiffKDDistiller'):
+                 'LinearAutoEncoder', 'DiffKDDistiller', 'DiffKDDiffusionLoss',
+                 'DiffKDStudentConnector', 'DiffKDTeacherConnector'):
         assert MODELS.get(name) is not None, name
 
 
@@ -22,19 +40,111 @@ def test_fpn_tuple_one_entry_terms_and_weights():
     s = [torch.randn(2, 4, h, h) for h in sizes]
     t = [torch.randn(2, 16, h, h) for h in sizes]
     torch.manual_seed(1)
-    out = loss(s, t)
-    assert set(out) == {'loss_kd', 'loss_ddim', 'loss_ae', 'gate'}
-    assert all(v.dim() == 0 and torch.isfinite(v) for v in out.values())
-    assert not out['gate'].requires_grad and 0 < out['gate'] < 1
+    total, out = logged_terms(loss, s, t)
+    assert set(out) == {'kd', 'ddim', 'ae', 'gate'}
+    assert total.dim() == 0 and total.requires_grad
+    assert 0 < out['gate'] < 1
     # Recompute the weighted sums level by level with the same draws.
     torch.manual_seed(1)
     kd = ddim = ae = 0
     for level in range(3):
         o = loss.branches[level](s[level], t[level])
         kd, ddim, ae = kd + F.mse_loss(o.refined, o.target), ddim + o.loss_ddim, ae + o.loss_ae
-    torch.testing.assert_close(out['loss_kd'], 2.0 * kd)
-    torch.testing.assert_close(out['loss_ddim'], 0.5 * ddim)
-    torch.testing.assert_close(out['loss_ae'], 3.0 * ae)
+    for term, expected in (('kd', 2.0 * kd), ('ddim', 0.5 * ddim), ('ae', 3.0 * ae)):
+        assert out[term] == pytest.approx(float(expected), rel=1e-5), term
+    torch.testing.assert_close(total, 2.0 * kd + 0.5 * ddim + 3.0 * ae)
+
+
+def test_any_distiller_gets_a_tensor_and_the_terms_are_logged_under_the_entry_name():
+    """In mmrazor's stock ConfigurableDistiller, the entry learns its name from the loop that
+    calls it: each term is logged as distill.<entry>_<term>."""
+    from mmrazor.models.distillers import ConfigurableDistiller
+    hub = MessageHub.get_instance(f'test_diffkd_loss_{next(_hubs)}')
+    distiller = ConfigurableDistiller(
+        student_recorders=dict(s=dict(type='ModuleOutputs', source='0')),
+        teacher_recorders=dict(t=dict(type='ModuleOutputs', source='0')),
+        distill_losses=dict(loss_diffkd_neck=dict(type='DiffKDLoss', student_channels=4,
+                                                   teacher_channels=8, ae_channels=8)),
+        loss_forward_mappings=dict(loss_diffkd_neck=dict(
+            preds_S=dict(from_student=True, recorder='s'),
+            preds_T=dict(from_student=False, recorder='t'))))
+    student, teacher = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1)), \
+        torch.nn.Sequential(torch.nn.Conv2d(3, 8, 1))
+    distiller.prepare_from_student(student)
+    distiller.prepare_from_teacher(teacher)
+    x = torch.randn(2, 3, 4, 4)
+    with distiller.student_recorders, distiller.teacher_recorders:
+        student(x), teacher(x)
+    losses = distiller.compute_distill_losses()
+    assert isinstance(losses['loss_diffkd_neck'], torch.Tensor)
+    names = {k for k in hub.log_scalars}
+    assert {'train/distill.loss_diffkd_neck_kd', 'train/distill.loss_diffkd_neck_ddim',
+            'train/distill.loss_diffkd_neck_ae', 'train/distill.diffkd_neck_gate'} == names
+    logged = sum(hub.get_scalar(f'train/distill.loss_diffkd_neck_{t}').current()
+                 for t in ('kd', 'ddim', 'ae'))
+    assert float(losses['loss_diffkd_neck']) == pytest.approx(logged, rel=1e-5)
+
+
+def test_terms_are_not_logged_in_eval_mode():
+    hub = MessageHub.get_instance(f'test_diffkd_loss_{next(_hubs)}')
+    loss = DiffKDLoss(4, 8).eval()
+    loss.bind_entry('loss_diffkd')
+    loss(torch.randn(2, 4, 4, 4), torch.randn(2, 8, 4, 4))
+    assert not hub.log_scalars
+
+
+@pytest.mark.parametrize('match_loss,expected', [
+    (dict(type='L2Loss', normalize=False, div_element=True),
+     lambda r, t: F.mse_loss(r, t)),
+    (dict(type='PKDLoss', loss_weight=2.0), None),
+    (dict(type='ChannelWiseDivergence', tau=2.0, loss_weight=3.0), None),
+])
+def test_match_loss_is_any_registered_mmrazor_loss(match_loss, expected):
+    """The KD term is loss_weight * match_loss(refined, target) per level; the diffusion and
+    AE terms are DiffKD's as before."""
+    torch.manual_seed(0)
+    loss = DiffKDLoss(4, 16, num_levels=2, ae_channels=8, loss_weight=0.5,
+                      match_loss=match_loss)
+    built = MODELS.build(match_loss)
+    s = [torch.randn(2, 4, h, h) for h in (4, 2)]
+    t = [torch.randn(2, 16, h, h) for h in (4, 2)]
+    torch.manual_seed(1)
+    total, out = logged_terms(loss, s, t)
+    torch.manual_seed(1)
+    kd = ddim = 0
+    for level in range(2):
+        o = loss.branches[level](s[level], t[level])
+        fn = expected or built
+        kd = kd + fn(o.refined, o.target)
+        ddim = ddim + o.loss_ddim
+    assert out['kd'] == pytest.approx(float(0.5 * kd), rel=1e-5)
+    assert out['ddim'] == pytest.approx(float(ddim), rel=1e-5)
+    total.backward()
+    assert loss.branches[0].student_proj.weight.grad is not None
+
+
+def test_match_loss_on_logits_sees_logits():
+    """For (B, C) inputs the match loss receives (B, C) tensors, as mmrazor's KLDivergence
+    expects."""
+    torch.manual_seed(0)
+    seen = []
+    loss = DiffKDLoss(10, 10, kernel_size=1,
+                      match_loss=dict(type='KLDivergence', tau=2.0, loss_weight=1.0))
+    loss.match_loss.register_forward_pre_hook(lambda m, args: seen.append(
+        [tuple(a.shape) for a in args]))
+    total = loss(torch.randn(4, 10), torch.randn(4, 10))
+    assert seen == [[(4, 10), (4, 10)]] and torch.isfinite(total)
+
+
+@pytest.mark.parametrize('kwargs,match', [
+    (dict(match_loss=dict(type='NoSuchLoss')), r"match_loss.type='NoSuchLoss' is not a "
+     'registered loss'),
+    (dict(match_loss='PKDLoss'), 'match_loss must be a loss config'),
+    (dict(match_loss=dict(type='PKDLoss'), kd_loss='kl'), 'kd_loss and tau apply only without'),
+])
+def test_bad_match_loss(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        DiffKDLoss(4, 8, **kwargs)
 
 
 def test_shared_branch_has_one_set_of_weights():
@@ -44,7 +154,7 @@ def test_shared_branch_has_one_set_of_weights():
     assert len(shared.branches) == 1 and n(separate) == 5 * n(shared)
     out = shared([torch.randn(2, 4, h, h) for h in (8, 4, 2, 2, 1)],
                  [torch.randn(2, 8, h, h) for h in (8, 4, 2, 2, 1)])
-    assert torch.isfinite(out['loss_kd'])
+    assert torch.isfinite(out)
 
 
 def test_logits_with_kl_match_official_kl():
@@ -52,27 +162,36 @@ def test_logits_with_kl_match_official_kl():
     loss = DiffKDLoss(10, 10, kernel_size=1, kd_loss='kl', tau=2.0)
     s, t = torch.randn(4, 10), torch.randn(4, 10)
     torch.manual_seed(5)
-    out = loss(s, t)
+    _, out = logged_terms(loss, s, t)
     torch.manual_seed(5)
     o = loss.branches[0](s[:, :, None, None], t[:, :, None, None])
     expected = 4.0 * F.kl_div(
         F.log_softmax(o.refined.flatten(1) / 2, 1), F.softmax(o.target.flatten(1) / 2, 1),
         reduction='batchmean')
-    torch.testing.assert_close(out['loss_kd'], expected)
-    assert 'loss_ae' not in out
+    assert out['kd'] == pytest.approx(float(expected), rel=1e-5)
+    assert 'ae' not in out
 
 
 def test_tokens_are_reshaped_to_square_maps():
+    """Token n of a (B, N, C) input is position (n // side, n % side) of the map the branch
+    sees: a reshape that forgets the transpose would scramble channels and positions."""
+    torch.manual_seed(0)
     loss = DiffKDLoss(6, 8)
-    out = loss(torch.randn(2, 16, 6), torch.randn(2, 16, 8))
-    assert torch.isfinite(out['loss_kd'])
+    s, t = torch.randn(2, 16, 6), torch.randn(2, 16, 8)
+    seen = []
+    loss.branches[0].register_forward_pre_hook(lambda m, args: seen.append(args))
+    assert torch.isfinite(loss(s, t))
+    s_map, t_map = seen[0]
+    assert s_map.shape == (2, 6, 4, 4) and t_map.shape == (2, 8, 4, 4)
+    torch.testing.assert_close(s_map[1, :, 2, 3], s[1, 2 * 4 + 3])
+    torch.testing.assert_close(t_map[0, :, 3, 1], t[0, 3 * 4 + 1])
     with pytest.raises(ValueError, match='17 tokens, not a square'):
         loss(torch.randn(2, 17, 6), torch.randn(2, 17, 8))
 
 
 def test_channel_mismatch_names_loss_and_shapes():
     loss = DiffKDLoss(4, 8)
-    loss.loss_name = 'loss_diffkd_neck'
+    loss.bind_entry('loss_diffkd_neck')
     with pytest.raises(ValueError, match=r'loss_diffkd_neck: preds_S\[0\] has 5 channels '
                        r'\(shape \(2, 5, 4, 4\)\) but student_channels=4'):
         loss(torch.randn(2, 5, 4, 4), torch.randn(2, 8, 4, 4))
@@ -84,8 +203,13 @@ def test_spatial_mismatch_errors_or_resizes():
     s, t = torch.randn(2, 4, 8, 8), torch.randn(2, 8, 4, 4)
     with pytest.raises(ValueError, match='spatial sizes differ.*resize_student'):
         DiffKDLoss(4, 8)(s, t)
-    out = DiffKDLoss(4, 8, resize_student='bilinear')(s, t)
-    assert torch.isfinite(out['loss_kd'])
+    loss = DiffKDLoss(4, 8, resize_student='bilinear')
+    seen = []
+    loss.branches[0].register_forward_pre_hook(lambda m, args: seen.append(args[0]))
+    assert torch.isfinite(loss(s, t))
+    # The branch sees the student map resized to the teacher's 4x4, as F.interpolate gives it.
+    torch.testing.assert_close(
+        seen[0], F.interpolate(s, size=(4, 4), mode='bilinear', align_corners=False))
 
 
 def test_level_count_mismatch():
@@ -118,7 +242,7 @@ def _nan_levels():
 def test_nonfinite_term_raises_with_loss_term_level_and_iteration():
     from mmengine.logging import MessageHub
     loss = DiffKDLoss(4, 8, num_levels=2)
-    loss.loss_name = 'loss_diffkd_fpn'
+    loss.bind_entry('loss_diffkd_fpn')
     MessageHub.get_current_instance().update_info('iter', 41)
     s, t = _nan_levels()
     with pytest.raises(FloatingPointError,
@@ -131,9 +255,9 @@ def test_nonfinite_skip_drops_the_terms_without_gradient():
     loss = DiffKDLoss(4, 8, num_levels=2, nonfinite='skip')
     s, t = _nan_levels()
     out = loss(s, t)
-    assert float(out['loss_kd']) == 0 and float(out['loss_ddim']) == 0
-    assert not out['loss_kd'].requires_grad  # nothing reaches DiffKD's weights
-    assert DiffKDLoss(4, 8, nonfinite='ignore')(s[0], t[0])['loss_kd'].requires_grad
+    assert float(out) == 0
+    assert not out.requires_grad  # nothing reaches DiffKD's weights
+    assert DiffKDLoss(4, 8, nonfinite='ignore')(s[0], t[0]).requires_grad
 
 
 def test_nonfinite_in_a_train_step_stops_before_the_optimizer_step():

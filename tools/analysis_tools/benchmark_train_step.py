@@ -79,21 +79,50 @@ def _fpn_inputs(level=None, student_arg='preds_S', teacher_arg='preds_T') -> dic
             teacher_arg: dict(from_student=False, recorder='fpn', **index)}
 
 
-def _losses(kind: str, base: dict, levels: int) -> tuple:
-    """(distiller type, distill_losses, loss_forward_mappings) of one variant."""
+def _distiller(kind: str, base: dict, levels: int) -> dict:
+    """The distiller fields (type, connectors, losses, mappings) of one variant."""
     if kind == 'fitnet':
-        losses = {f'loss_mse{i}': dict(type='L2Loss', normalize=False, div_element=True)
-                  for i in range(levels)}
-        mapping = {f'loss_mse{i}': _fpn_inputs(i, 's_feature', 't_feature')
-                   for i in range(levels)}
-        return 'ConfigurableDistiller', losses, mapping
+        return dict(
+            type='ConfigurableDistiller',
+            distill_losses={f'loss_mse{i}': dict(type='L2Loss', normalize=False,
+                                                 div_element=True) for i in range(levels)},
+            loss_forward_mappings={f'loss_mse{i}': _fpn_inputs(i, 's_feature', 't_feature')
+                                   for i in range(levels)})
     if kind == 'pkd':
-        return ('ConfigurableDistiller', {f'loss_pkd{i}': dict(type='PKDLoss', loss_weight=6)
-                                          for i in range(levels)},
-                {f'loss_pkd{i}': _fpn_inputs(i) for i in range(levels)})
+        return dict(
+            type='ConfigurableDistiller',
+            distill_losses={f'loss_pkd{i}': dict(type='PKDLoss', loss_weight=6)
+                            for i in range(levels)},
+            loss_forward_mappings={f'loss_pkd{i}': _fpn_inputs(i) for i in range(levels)})
+    if kind == 'diffkd_per_level':  # mmrazor's recipe style: one entry per level, stock distiller
+        return dict(
+            type='ConfigurableDistiller',
+            distill_losses={f'loss_diffkd{i}': dict(base, num_levels=1) for i in range(levels)},
+            loss_forward_mappings={f'loss_diffkd{i}': _fpn_inputs(i) for i in range(levels)})
+    if kind == 'diffkd_pkd':  # DiffKD connectors in front of PKD
+        latent = base.get('ae_channels') or base['teacher_channels']
+        through = dict(from_student=False, recorder='fpn', connector='diffkd_t')
+        return dict(
+            type='DiffKDDistiller',
+            connectors=dict(
+                diffkd_s=dict(type='DiffKDStudentConnector', num_levels=levels,
+                              student_channels=base['student_channels'],
+                              latent_channels=latent),
+                diffkd_t=dict(type='DiffKDTeacherConnector', num_levels=levels,
+                              teacher_channels=base['teacher_channels'],
+                              ae_channels=base.get('ae_channels'))),
+            distill_losses=dict(
+                loss_pkd=dict(type='PKDLoss', loss_weight=6),
+                loss_diffkd=dict(type='DiffKDDiffusionLoss', student_connector='diffkd_s',
+                                 teacher_connector='diffkd_t')),
+            loss_forward_mappings=dict(
+                loss_pkd=dict(preds_S=dict(from_student=True, recorder='fpn',
+                                           connector='diffkd_s'), preds_T=through),
+                loss_diffkd=dict(target=through)))
     cfg = dict(base)
     cfg.update(DIFFKD_OPTIONS.get(kind, {}))
-    return 'DiffKDDistiller', dict(loss_diffkd=cfg), dict(loss_diffkd=_fpn_inputs())
+    return dict(type='DiffKDDistiller', distill_losses=dict(loss_diffkd=cfg),
+                loss_forward_mappings=dict(loss_diffkd=_fpn_inputs()))
 
 
 # DiffKD variants: the options each one sets on top of the config's DiffKD entry. Those in
@@ -107,9 +136,12 @@ DIFFKD_OPTIONS = dict(
     diffkd_ae128_compile=dict(ae_channels=128, compile_predictor=True),
     diffkd_3steps_ae128_compile=dict(inference_steps=3, ae_channels=128, compile_predictor=True),
 )
-VARIANTS = ('student', 'fitnet', 'pkd', 'diffkd', *DIFFKD_OPTIONS, 'reference')
-# Variants that compute exactly what the default DiffKD computes (tests check each of them).
-SAME_MATH_AS_DIFFKD = ('diffkd_cp', 'diffkd_compile', 'reference')
+# The other ways to write DiffKD in a config: per-level entries, connectors + PKD.
+STYLES = ('diffkd_per_level', 'diffkd_pkd')
+VARIANTS = ('student', 'fitnet', 'pkd', 'diffkd', *DIFFKD_OPTIONS, *STYLES, 'reference')
+# Variants that compute exactly what the default DiffKD computes (tests check each of them):
+# per-level entries draw their noise in the same order as one entry over the levels.
+SAME_MATH_AS_DIFFKD = ('diffkd_cp', 'diffkd_compile', 'diffkd_per_level', 'reference')
 
 
 def build_variant(cfg: Config, kind: str, device: str):
@@ -126,8 +158,7 @@ def build_variant(cfg: Config, kind: str, device: str):
         model = algo.student
         model.data_preprocessor = algo.data_preprocessor
     else:
-        dist.type, dist.distill_losses, dist.loss_forward_mappings = _losses(
-            'diffkd' if kind == 'reference' else kind, base, levels)
+        dist.update(_distiller('diffkd' if kind == 'reference' else kind, base, levels))
         model = MODELS.build(model_cfg)
         if kind == 'reference':
             for branch in model.distiller.distill_losses.loss_diffkd.branches:

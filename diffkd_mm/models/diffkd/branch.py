@@ -1,5 +1,5 @@
 """DiffKD for one (student feature, teacher feature) pair: everything between the two records."""
-from typing import NamedTuple, Optional
+from typing import NamedTuple, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -7,7 +7,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from mmrazor.registry import MODELS
-from .autoencoder import LinearAutoEncoder
+from .autoencoder import LinearAutoEncoder, encode_target
 from .compile import CompiledForward, CompileOption, check_compile_option
 from .ddim_scheduler import DDIMScheduler
 from .noise_adapter import NoiseAdapter
@@ -133,16 +133,8 @@ class DiffKDBranch(nn.Module):
         return state
 
     def encode_teacher(self, teacher_feat: torch.Tensor):
-        """Returns ``(z, loss_ae)``: the detached target and the AE loss (None without AE).
-
-        The teacher feature is detached first: no DiffKD term trains the teacher, even with
-        ``teacher_trainable=True`` (the official code relies on the teacher being frozen).
-        """
-        teacher_feat = teacher_feat.detach()
-        if self.autoencoder is None:
-            return teacher_feat, None
-        latent, reconstruction = self.autoencoder(teacher_feat)
-        return latent.detach(), F.mse_loss(reconstruction, teacher_feat)
+        """Returns ``(z, loss_ae)``: the detached target and the AE loss (None without AE)."""
+        return encode_target(self.autoencoder, teacher_feat)
 
     def denoise(self, student_latent: torch.Tensor, noise: Optional[torch.Tensor] = None):
         """Noise-adapted start point, then the DDIM loop. Returns ``(x_0, g)``.
@@ -169,6 +161,20 @@ class DiffKDBranch(nn.Module):
                 eps = self.predict_noise(x, t)
             x = self.scheduler.step(eps, k, x)
         return x, gate
+
+    def refine_student(self, student_feat: torch.Tensor,
+                       noise: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Steps 2-5: project, noise-adapt, denoise and refine a student feature.
+
+        Args:
+            student_feat (Tensor): (B, Cs, H, W).
+            noise (Tensor, optional): ``eps`` of the start point, (B, L, H, W).
+
+        Returns:
+            tuple[Tensor, Tensor]: the refined feature (B, L, H, W) and ``g`` (B,).
+        """
+        denoised, gate = self.denoise(self.student_proj(student_feat), noise)
+        return self.output_proj(denoised), gate
 
     def diffusion_loss(self, target: torch.Tensor, noise: Optional[torch.Tensor] = None,
                        timesteps: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -200,9 +206,7 @@ class DiffKDBranch(nn.Module):
         Returns:
             DiffKDOutput: refined student feature, target, loss_ddim, loss_ae, gate.
         """
-        student_latent = self.student_proj(student_feat)
+        refined, gate = self.refine_student(student_feat, noise)
         target, loss_ae = self.encode_teacher(teacher_feat)
-        denoised, gate = self.denoise(student_latent, noise)
-        refined = self.output_proj(denoised)
         loss_ddim = self.diffusion_loss(target, diffusion_noise, timesteps)
         return DiffKDOutput(refined, target, loss_ddim, loss_ae, gate)

@@ -1,47 +1,148 @@
-"""A ConfigurableDistiller that logs each term of a multi-term distillation loss on its own."""
+"""A ConfigurableDistiller that links DiffKD's connectors and names its loss entries."""
 import difflib
-from typing import Dict
+from typing import Dict, Optional
 
 import torch
 
 from mmrazor.models.distillers import ConfigurableDistiller
+from mmrazor.models.task_modules.recorder import ModuleOutputsRecorder
 from mmrazor.registry import MODELS
+from ..connectors import DiffKDStudentConnector, DiffKDTeacherConnector
+from ..losses import DiffKDDiffusionLoss
+from ..losses.multi_term import MultiTermLoss
 
 
 @MODELS.register_module()
 class DiffKDDistiller(ConfigurableDistiller):
-    """:class:`ConfigurableDistiller` whose losses may return a dict of named terms.
+    """:class:`ConfigurableDistiller` with what DiffKD's connector style needs, and clearer errors.
 
-    mmengine's ``parse_losses`` accepts only tensors (or lists of tensors) and back-propagates
-    every key that contains ``'loss'``. DiffKD has three losses (KD, diffusion, AE) and a statistic
-    (the noise-adapter weight) per entry, and each should be logged separately, so a dict returned
-    by the loss entry ``loss_<name>`` is spread into the loss dict as:
+    DiffKD's loss entries (:class:`~diffkd_mm.models.losses.DiffKDLoss`) work in the stock
+    ``ConfigurableDistiller``; this distiller adds:
 
-    * a term ``loss_<x>``  -> ``loss_<name>_<x>`` (back-propagated and logged),
-    * any other term ``<y>`` -> ``<name>_<y>`` (logged only; must not contain ``'loss'``).
-
-    For example, the entry ``loss_diffkd_fpn`` gives ``loss_diffkd_fpn_kd``,
-    ``loss_diffkd_fpn_ddim``, ``loss_diffkd_fpn_ae`` and ``diffkd_fpn_gate`` (all prefixed with
-    ``distill.`` by the algorithm). Losses that return a tensor pass through unchanged, so any
-    mmrazor loss can sit beside DiffKD. Everything else is :class:`ConfigurableDistiller`'s.
+    * **Linked connectors.** Each :class:`~diffkd_mm.models.losses.DiffKDDiffusionLoss` entry is
+      linked to the :class:`DiffKDStudentConnector` and :class:`DiffKDTeacherConnector` it names
+      (as mmrazor's ``OFDDistiller`` initialises its connectors), after checking the names, the
+      channels and that its ``target`` comes through that teacher connector.
+    * **One connector run per record and iteration.** ``ConfigurableDistiller`` runs a connector
+      at every lookup of its output; here, within one :meth:`compute_distill_losses`, the output
+      of a (record, connector) pair is computed once and reused, so a DDIM loop or an AE whose
+      output feeds several entries still runs once (and a random connector gives every entry the
+      same draw).
+    * **Errors that name the config key**: a recorder source that names no module (with close
+      matches), and each DiffKD entry's messages name the entry and where its inputs come from.
     """
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
+        self._connector_outputs: Optional[Dict[tuple, object]] = None
         for name, loss in self.distill_losses.items():
-            if hasattr(loss, 'loss_name'):  # error messages then name the config key ...
-                loss.loss_name = name
-                loss.input_sources = {  # ... and where each input is recorded
+            if isinstance(loss, MultiTermLoss):
+                loss.bind_entry(name, {
                     arg: self._describe_source(record)
                     for arg, record in self.loss_forward_mappings.get(name, {}).items()
-                }
+                })
+        for name, connector in self.connectors.items():
+            if isinstance(connector, (DiffKDStudentConnector, DiffKDTeacherConnector)):
+                connector.connector_name = name
+        self._link_diffusion_losses()
 
+    # ------------------------------------------------------------------ connectors
+    def _link_diffusion_losses(self) -> None:
+        trained_by: Dict[str, str] = {}
+        for name, loss in self.distill_losses.items():
+            if not isinstance(loss, DiffKDDiffusionLoss):
+                continue
+            student = self._connector(name, 'student_connector', loss.student_connector,
+                                      DiffKDStudentConnector)
+            teacher = None
+            if loss.teacher_connector is not None:
+                teacher = self._connector(name, 'teacher_connector', loss.teacher_connector,
+                                          DiffKDTeacherConnector)
+            for key, connector in (('student_connector', loss.student_connector),
+                                   ('teacher_connector', loss.teacher_connector)):
+                if connector is not None and connector in trained_by:
+                    raise ValueError(
+                        f'distill_losses.{name}.{key}: connector {connector!r} is already '
+                        f'trained by distill_losses.{trained_by[connector]}; one '
+                        'DiffKDDiffusionLoss entry per connector.')
+                trained_by[connector] = name
+            latent = teacher.latent_channels if teacher is not None else None
+            if latent is not None and (teacher.num_levels != student.num_levels
+                                       or latent != student.latent_channels):
+                raise ValueError(
+                    f'distill_losses.{name}: connectors.{loss.student_connector} denoises into '
+                    f'latent_channels={student.latent_channels} on {student.num_levels} '
+                    f'level(s), but connectors.{loss.teacher_connector} gives targets of '
+                    f'{latent} channels on {teacher.num_levels} level(s); set latent_channels '
+                    'to the teacher connector\'s ae_channels (or teacher_channels without AE).')
+            self._check_target_mapping(name, loss.teacher_connector)
+            loss.link(student, teacher)
+        for mapping_name, mapping in self.loss_forward_mappings.items():
+            for arg, record in mapping.items():
+                connector = record.get('connector')
+                found = self.connectors[connector] if connector in self.connectors else None
+                if isinstance(found, DiffKDStudentConnector) and connector not in trained_by:
+                    raise ValueError(
+                        f'loss_forward_mappings.{mapping_name}.{arg}: connector {connector!r} '
+                        '(DiffKDStudentConnector) is trained by no DiffKDDiffusionLoss entry; '
+                        f'add one to distill_losses: dict(type=\'DiffKDDiffusionLoss\', '
+                        f'student_connector={connector!r}, teacher_connector=...).')
+
+    def _connector(self, loss_name: str, key: str, connector: str, expected: type):
+        found = self.connectors[connector] if connector in self.connectors else None
+        if not isinstance(found, expected):
+            what = (f'is a {type(found).__name__}' if found is not None else
+                    f'is not in connectors ({", ".join(self.connectors) or "none"})')
+            raise ValueError(f'distill_losses.{loss_name}.{key} = {connector!r} {what}; '
+                             f'expected the name of a {expected.__name__}.')
+        return found
+
+    def _check_target_mapping(self, name: str, teacher_connector: Optional[str]) -> None:
+        record = self.loss_forward_mappings.get(name, {}).get('target')
+        through = (f'connector={teacher_connector!r}' if teacher_connector else 'no connector')
+        if (record is None or record.get('from_student', True)
+                or record.get('connector') != teacher_connector):
+            raise ValueError(
+                f'loss_forward_mappings.{name}.target must be a teacher record '
+                f'(from_student=False) through {through}, as the matching loss sees the '
+                f'target; got {record!r}.')
+
+    def get_record(self,
+                   recorder: str,
+                   from_student: bool,
+                   record_idx: int = 0,
+                   data_idx: Optional[int] = None,
+                   connector: Optional[str] = None,
+                   connector_idx: Optional[int] = None):
+        """:meth:`ConfigurableDistiller.get_record`, each connector output computed once."""
+        cache = self._connector_outputs
+        if connector is None or cache is None:
+            return super().get_record(recorder, from_student, record_idx, data_idx, connector,
+                                      connector_idx)
+        key = (recorder, from_student, record_idx, data_idx, connector)
+        if key not in cache:
+            cache[key] = super().get_record(recorder, from_student, record_idx, data_idx,
+                                            connector)
+        output = cache[key]
+        return output if connector_idx is None else output[connector_idx]
+
+    def compute_distill_losses(self) -> Dict[str, torch.Tensor]:
+        self._connector_outputs = {}
+        try:
+            return super().compute_distill_losses()
+        finally:
+            self._connector_outputs = None  # nothing of this iteration is kept
+
+    # ------------------------------------------------------------------ recorders
     def _describe_source(self, record: dict) -> str:
         side = 'student' if record.get('from_student') else 'teacher'
         recorders = self.student_recorders if record.get('from_student') else \
             self.teacher_recorders
         source = getattr(recorders.recorders.get(record.get('recorder')), 'source', '?')
-        return f'{side}_recorders.{record.get("recorder")} (source {source!r})'
+        where = f'{side}_recorders.{record.get("recorder")} (source {source!r})'
+        if record.get('connector'):
+            where += f' through connectors.{record["connector"]}'
+        return where
 
     def prepare_from_student(self, model) -> None:
         self._prepare('student', self.student_recorders, model)
@@ -55,30 +156,11 @@ class DiffKDDistiller(ConfigurableDistiller):
         modules = dict(model.named_modules())
         for name, recorder in recorders.recorders.items():
             source = getattr(recorder, 'source', None)
-            if type(recorder).__name__.startswith('Module') and source not in modules:
+            # ModuleInputsRecorder derives from ModuleOutputsRecorder: both hook a module.
+            if isinstance(recorder, ModuleOutputsRecorder) and source not in modules:
                 close = difflib.get_close_matches(str(source), list(modules), n=3)
                 raise ValueError(
                     f'distiller.{side}_recorders.{name}.source = {source!r} names no module of '
                     f'the {side}' + (f'; did you mean {", ".join(map(repr, close))}?'
                                      if close else '; see model.named_modules() for the names.'))
         recorders.initialize(model)
-
-    def compute_distill_losses(self) -> Dict[str, torch.Tensor]:
-        losses = {}
-        for name, value in super().compute_distill_losses().items():
-            if not isinstance(value, dict):
-                losses[name] = value
-                continue
-            stem = name[len('loss_'):] if name.startswith('loss_') else name
-            for term, term_value in value.items():
-                if term.startswith('loss_'):
-                    key = f'{name}_{term[len("loss_"):]}'
-                else:
-                    key = f'{stem}_{term}'
-                    if 'loss' in key:
-                        raise KeyError(
-                            f'distill_losses.{name}: the statistic {term!r} would be logged as '
-                            f'{key!r}, which contains "loss" and would be back-propagated; name '
-                            'the loss entry "loss_<name>" with no other "loss" in it.')
-                losses[key] = term_value
-        return losses

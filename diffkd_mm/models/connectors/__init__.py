@@ -1,0 +1,3 @@
+from .diffkd_connectors import DiffKDStudentConnector, DiffKDTeacherConnector
+
+__all__ = ['DiffKDStudentConnector', 'DiffKDTeacherConnector']

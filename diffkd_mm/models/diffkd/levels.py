@@ -1,0 +1,105 @@
+"""What one DiffKD loss entry or connector accepts: feature levels and their layouts.
+
+A recorded feature reaches DiffKD as one tensor or as a tuple of levels (an FPN), and each tensor
+as a map (B, C, H, W), logits (B, C) or tokens (B, N, C). DiffKD's parts are convolutions, so
+every level is viewed as a map, and what a connector hands on is put back in its input layout.
+"""
+import math
+from typing import List, Optional, Sequence, Tuple, Union
+
+import torch
+from torch import nn
+
+from .branch import DiffKDBranch
+
+Features = Union[torch.Tensor, Sequence[torch.Tensor]]
+
+
+def per_level(value: Union[int, Sequence[int]], num_levels: int, owner: str,
+              key: str) -> List[int]:
+    """``value`` for every level: one positive int for all, or one per level.
+
+    Raises:
+        ValueError: naming ``owner``'s config ``key`` when the count or a value is wrong.
+    """
+    values = [value] * num_levels if isinstance(value, int) else list(value)
+    if len(values) != num_levels or not all(isinstance(v, int) and v > 0 for v in values):
+        raise ValueError(f'{owner}: {key} must be a positive int or {num_levels} positive ints '
+                         f'(num_levels={num_levels}), got {value!r}.')
+    return values
+
+
+def check_num_levels(num_levels, owner: str) -> int:
+    if not isinstance(num_levels, int) or num_levels < 1:
+        raise ValueError(f'{owner}: num_levels must be a positive int, got {num_levels!r}.')
+    return num_levels
+
+
+def as_levels(feats: Features, num_levels: int, owner: str, arg: str) -> Tuple[torch.Tensor, ...]:
+    """A tensor or a sequence of tensors as a tuple of ``num_levels`` tensors."""
+    if isinstance(feats, torch.Tensor):
+        feats = (feats, )
+    feats = tuple(feats)
+    if len(feats) != num_levels:
+        raise ValueError(f'{owner}: {arg} has {len(feats)} feature level(s) but it was built '
+                         f'with num_levels={num_levels}.')
+    return feats
+
+
+def to_maps(x: torch.Tensor, owner: str, arg: str, level: int) -> torch.Tensor:
+    """View a level as (B, C, H, W): logits (B, C) as 1x1 maps, square token grids as maps."""
+    if x.dim() == 4:
+        return x
+    if x.dim() == 2:  # logits (B, C)
+        return x[:, :, None, None]
+    if x.dim() == 3:  # tokens (B, N, C), N = side * side in row-major order
+        b, n, c = x.shape
+        side = math.isqrt(n)
+        if side * side != n:
+            raise ValueError(f'{owner}: {arg}[{level}] holds {n} tokens, not a square number; '
+                             'select the patch tokens (drop class/distill tokens) before DiffKD.')
+        return x.transpose(1, 2).reshape(b, c, side, side)
+    raise ValueError(f'{owner}: {arg}[{level}] must be (B, C, H, W), (B, C) or (B, N, C), got '
+                     f'shape {tuple(x.shape)}.')
+
+
+def from_maps(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Undo :func:`to_maps`: put a (B, L, H, W) map back in the layout of ``like``."""
+    if like.dim() == 2:
+        return x.flatten(1)
+    if like.dim() == 3:
+        return x.flatten(2).transpose(1, 2)
+    return x
+
+
+def check_channels(x: torch.Tensor, expected: int, owner: str, arg: str, key: str, level: int,
+                   source: Optional[str] = None) -> None:
+    """Raise a ValueError naming the config ``key`` when ``x`` has not ``expected`` channels."""
+    if x.shape[1] != expected:
+        raise ValueError(
+            f'{owner}: {arg}[{level}] has {x.shape[1]} channels (shape {tuple(x.shape)}) but '
+            f'{key}={expected}; set {key} to the recorded feature\'s channels or record another '
+            'module.' + (f' {arg} comes from {source}.' if source else ''))
+
+
+def build_branches(owner: str, student_channels: List[int], latent_channels: List[int],
+                   share_branch: bool, **branch_kwargs) -> nn.ModuleList:
+    """One :class:`DiffKDBranch` per level, or one for all levels with ``share_branch``.
+
+    Args:
+        owner (str): Who builds them, for error messages.
+        student_channels (list[int]): Student channels per level.
+        latent_channels (list[int]): Teacher channels per level (the AE's input with
+            ``ae_channels`` in ``branch_kwargs``, else the latent the student is projected to).
+        share_branch (bool): One branch for all levels; needs equal channels on every level.
+        **branch_kwargs: The other :class:`DiffKDBranch` arguments.
+    """
+    if share_branch:
+        if len(set(student_channels)) > 1 or len(set(latent_channels)) > 1:
+            raise ValueError(f'{owner}: share_branch=True needs the same channels on every level,'
+                             f' got {student_channels} (student) and {latent_channels}.')
+        return nn.ModuleList(
+            [DiffKDBranch(student_channels[0], latent_channels[0], **branch_kwargs)])
+    return nn.ModuleList([
+        DiffKDBranch(s, t, **branch_kwargs) for s, t in zip(student_channels, latent_channels)
+    ])

@@ -1,0 +1,87 @@
+"""The loss entry that trains the DiffKD connectors: diffusion loss and AE reconstruction."""
+from typing import Optional
+
+import torch
+
+from mmrazor.registry import MODELS
+from ..diffkd.levels import Features, as_levels, to_maps
+from .multi_term import MultiTermLoss
+
+
+@MODELS.register_module()
+class DiffKDDiffusionLoss(MultiTermLoss):
+    """Train a :class:`~diffkd_mm.models.connectors.DiffKDStudentConnector`'s noise predictor.
+
+    The connector style of DiffKD puts the denoising in front of any matching loss; what is left
+    is DiffKD's own training signal, which this entry computes from the teacher target (the
+    ``target`` input, mapped from the teacher record through ``teacher_connector``):
+
+    * ``loss_ddim``: ``loss_weight * sum_levels mse(eps_theta(sqrt(ab_t) z + sqrt(1 - ab_t) eps,
+      t), eps)``, with the student connector's noise predictor,
+    * ``loss_ae``: ``ae_loss_weight * sum_levels mse(rec, ft)``: the teacher connector's AE
+      reconstruction loss of this iteration (with ``ae_channels``).
+
+    A ``DiffKDDistiller`` links the entry to the two connectors it names (they stay owned by
+    the distiller's ``connectors``) and checks the mapping; it returns the weighted sum and logs
+    each term as :class:`MultiTermLoss` does.
+
+    Args:
+        student_connector (str): Name of the :class:`DiffKDStudentConnector` in ``connectors``.
+        teacher_connector (str, optional): Name of the :class:`DiffKDTeacherConnector` in
+            ``connectors`` that ``target`` comes through; None when ``target`` is the teacher
+            record itself (no AE).
+        loss_weight (float): Weight of the diffusion term. Defaults to 1.0.
+        ae_loss_weight (float): Weight of the AE term. Defaults to 1.0.
+        nonfinite (str): ``'raise'`` (default), ``'skip'`` or ``'ignore'``: see
+            :class:`MultiTermLoss`.
+    """
+
+    def __init__(self,
+                 student_connector: str,
+                 teacher_connector: Optional[str] = None,
+                 loss_weight: float = 1.0,
+                 ae_loss_weight: float = 1.0,
+                 nonfinite: str = 'raise') -> None:
+        super().__init__(nonfinite)
+        for key, value in (('student_connector', student_connector),
+                           ('teacher_connector', teacher_connector)):
+            if not (value is None and key == 'teacher_connector') and not isinstance(value, str):
+                raise ValueError(f'DiffKDDiffusionLoss: {key} must be the name of a connector '
+                                 f'in the distiller\'s connectors, got {value!r}.')
+        self.student_connector = student_connector
+        self.teacher_connector = teacher_connector
+        self.loss_weight = loss_weight
+        self.ae_loss_weight = ae_loss_weight
+        # The linked connectors, in a tuple so that nn.Module does not register them twice
+        # (they belong to the distiller's connectors).
+        self._links = None
+
+    def link(self, student, teacher=None) -> None:
+        """Attach the connectors this entry trains (called by DiffKDDistiller)."""
+        self._links = (student, teacher)
+        student.linked = True
+
+    def forward(self, target: Features) -> torch.Tensor:
+        """Diffusion loss on the teacher target(s), plus the AE loss of this iteration.
+
+        Args:
+            target (Tensor | Sequence[Tensor]): The teacher connector's output: (B, L, H, W),
+                (B, L) or (B, N, L) per level.
+
+        Returns:
+            Tensor: the weighted sum of the diffusion and AE terms, a scalar.
+        """
+        if self._links is None:
+            raise RuntimeError(
+                f'{self.owner}: not linked to its connectors; DiffKDDiffusionLoss needs '
+                'distiller type=\'DiffKDDistiller\'.')
+        student, teacher = self._links
+        targets = as_levels(target, student.num_levels, self.owner, 'target')
+        terms = dict(ddim=[
+            student.diffusion_loss(to_maps(z, self.owner, 'target', level), level)
+            for level, z in enumerate(targets)
+        ], ae=[])
+        if teacher is not None and teacher.loss_ae is not None:
+            terms['ae'].append(teacher.loss_ae)
+            teacher.loss_ae = None  # consumed: counted once, and its graph freed
+        return self.reduce_terms(terms, dict(ddim=self.loss_weight, ae=self.ae_loss_weight))

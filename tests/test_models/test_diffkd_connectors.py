@@ -1,0 +1,201 @@
+"""DiffKD's connector style: DiffKD connectors in front of any mmrazor loss, in DiffKDDistiller."""
+import copy
+
+import pytest
+import torch
+from mmengine.logging import MessageHub
+from mmengine.optim import OptimWrapper
+
+from diffkd_mm.models import (DiffKDLoss, DiffKDStudentConnector, DiffKDTeacherConnector)
+from diffkd_mm.testing import toy_batch, toy_distill_cfg
+from mmrazor.registry import MODELS
+
+S_WIDTH, T_WIDTH, LATENT = 4, 16, 8
+FORWARD_ARGS = dict(L2Loss=('s_feature', 't_feature'))  # mmrazor's names of the two inputs
+
+
+def connector_cfg(match_losses=(('loss_pkd', dict(type='PKDLoss')), ), ae_channels=LATENT,
+                  latent_channels=LATENT, diffusion=True):
+    """The toy classifier distilled on its backbone: DiffKD connectors + the given losses."""
+    cfg = toy_distill_cfg(student_width=S_WIDTH, teacher_width=T_WIDTH)
+    d = cfg['distiller']
+    d['connectors'] = dict(
+        diffkd_s=dict(type='DiffKDStudentConnector', student_channels=S_WIDTH,
+                      latent_channels=latent_channels),
+        diffkd_t=dict(type='DiffKDTeacherConnector', teacher_channels=T_WIDTH,
+                      ae_channels=ae_channels))
+    d['distill_losses'] = dict(match_losses)
+    d['loss_forward_mappings'] = {
+        name: {
+            s_arg: dict(from_student=True, recorder='feat', connector='diffkd_s'),
+            t_arg: dict(from_student=False, recorder='feat', connector='diffkd_t')
+        }
+        for name, loss in match_losses
+        for s_arg, t_arg in [FORWARD_ARGS.get(loss['type'], ('preds_S', 'preds_T'))]
+    }
+    if diffusion:
+        d['distill_losses']['loss_diffkd'] = dict(
+            type='DiffKDDiffusionLoss', student_connector='diffkd_s',
+            teacher_connector='diffkd_t')
+        d['loss_forward_mappings']['loss_diffkd'] = dict(
+            target=dict(from_student=False, recorder='feat', connector='diffkd_t'))
+    return cfg
+
+
+def build(cfg):
+    torch.manual_seed(0)
+    algo = MODELS.build(cfg)
+    algo.train()
+    return algo
+
+
+def count_calls(module, calls, key):
+    module.register_forward_hook(lambda *args: calls.append(key))
+
+
+def test_denoising_and_ae_run_once_per_iteration_for_two_matching_losses():
+    """PKD and CWD both read the denoised student and the teacher target: the DDIM loop (5
+    predictor calls), the diffusion loss (1 call), the adapter and the AE still run once."""
+    hub = MessageHub.get_instance('test_connectors_once')
+    algo = build(connector_cfg(match_losses=(
+        ('loss_pkd', dict(type='PKDLoss', loss_weight=1.0)),
+        ('loss_cwd', dict(type='ChannelWiseDivergence', tau=1.0, loss_weight=1.0)))))
+    student = algo.distiller.connectors['diffkd_s']
+    teacher = algo.distiller.connectors['diffkd_t']
+    calls = []
+    count_calls(student.branches[0].noise_predictor, calls, 'predictor')
+    count_calls(student.branches[0].noise_adapter, calls, 'adapter')
+    count_calls(teacher.autoencoders[0].encoder, calls, 'ae')
+    before = copy.deepcopy(algo.distiller.connectors.state_dict())
+    wrapper = OptimWrapper(torch.optim.SGD(algo.parameters(), lr=0.1))
+    for iteration in range(2):
+        calls.clear()
+        log_vars = algo.train_step(toy_batch(seed=iteration), wrapper)
+        assert calls.count('predictor') == 6 and calls.count('adapter') == 1, calls
+        assert calls.count('ae') == 1, calls
+    assert {'distill.loss_pkd', 'distill.loss_cwd', 'distill.loss_diffkd'} <= set(log_vars)
+    assert all(torch.isfinite(torch.as_tensor(v)) for v in log_vars.values())
+    assert {'train/distill.loss_diffkd_ddim', 'train/distill.loss_diffkd_ae',
+            'train/distill.diffkd_s_gate'} <= set(hub.log_scalars)
+    after = algo.distiller.connectors.state_dict()
+    changed = [k for k, v in after.items() if not torch.equal(v, before[k])]
+    for part in ('diffkd_s.branches.0.student_proj', 'diffkd_s.branches.0.noise_predictor',
+                 'diffkd_s.branches.0.noise_adapter', 'diffkd_s.branches.0.output_proj',
+                 'diffkd_t.autoencoders.0.encoder', 'diffkd_t.autoencoders.0.decoder'):
+        assert any(k.startswith(part) for k in changed), part
+
+
+def test_connectors_with_l2_compute_exactly_what_diffkd_loss_computes():
+    """Same weights, same seed, one level: connectors + L2Loss (mean squared error) + the
+    diffusion entry give DiffKDLoss's total, so the connector style is DiffKD, not a variant."""
+    algo = build(connector_cfg(match_losses=(
+        ('loss_l2', dict(type='L2Loss', normalize=False, div_element=True)), )))
+    torch.manual_seed(3)
+    reference = DiffKDLoss(S_WIDTH, T_WIDTH, ae_channels=LATENT)
+    student = algo.distiller.connectors['diffkd_s']
+    teacher = algo.distiller.connectors['diffkd_t']
+    branch_state = reference.branches[0].state_dict()
+    missing, unexpected = student.branches[0].load_state_dict(branch_state, strict=False)
+    assert not missing and all(k.startswith('autoencoder.') for k in unexpected)
+    teacher.autoencoders[0].load_state_dict(reference.branches[0].autoencoder.state_dict())
+
+    data = algo.data_preprocessor(toy_batch(), True)
+    with algo.distiller.student_recorders, algo.distiller.teacher_recorders:
+        algo.student(data['inputs'], data['data_samples'], mode='loss')
+        with torch.no_grad():
+            algo.teacher(data['inputs'], data['data_samples'], mode='loss')
+    fs, ft = (recorders.get_recorder('feat').get_record_data()
+              for recorders in (algo.distiller.student_recorders,
+                                algo.distiller.teacher_recorders))
+    torch.manual_seed(7)
+    losses = algo.distiller.compute_distill_losses()
+    torch.manual_seed(7)
+    expected = reference(fs, ft)
+    torch.testing.assert_close(losses['loss_l2'] + losses['loss_diffkd'], expected)
+
+
+def test_outputs_keep_the_input_structure_and_layout():
+    student = DiffKDStudentConnector([4, 6], 8, num_levels=2).eval()
+    teacher = DiffKDTeacherConnector([16, 16], ae_channels=8, num_levels=2)
+    out = student([torch.randn(2, 4, 4, 4), torch.randn(2, 6, 2, 2)])
+    assert isinstance(out, tuple) and [o.shape for o in out] == [(2, 8, 4, 4), (2, 8, 2, 2)]
+    targets = teacher((torch.randn(2, 16, 4, 4), torch.randn(2, 16, 2, 2)))
+    assert [t.shape for t in targets] == [(2, 8, 4, 4), (2, 8, 2, 2)]
+    assert not any(t.requires_grad for t in targets) and teacher.loss_ae.requires_grad
+    logits = DiffKDStudentConnector(10, 10, kernel_size=1).eval()(torch.randn(3, 10))
+    assert logits.shape == (3, 10)
+    tokens = DiffKDStudentConnector(6, 8).eval()(torch.randn(2, 16, 6))
+    assert tokens.shape == (2, 16, 8)
+    plain = DiffKDTeacherConnector(16)
+    ft = torch.randn(2, 16, 4, 4, requires_grad=True)
+    target = plain(ft)
+    assert torch.equal(target, ft) and not target.requires_grad and plain.loss_ae is None
+
+
+def test_student_connector_in_a_stock_distiller_refuses_to_train():
+    cfg = connector_cfg(diffusion=False)
+    cfg['distiller']['type'] = 'ConfigurableDistiller'
+    algo = build(cfg)
+    with pytest.raises(RuntimeError, match="no DiffKDDiffusionLoss trains this connector.*"
+                       "type='DiffKDDistiller'"):
+        algo.train_step(toy_batch(), OptimWrapper(torch.optim.SGD(algo.parameters(), lr=0.1)))
+
+
+def _with(cfg, **changes):
+    d = cfg['distiller']
+    for path, value in changes.items():
+        *keys, last = path.split('__')
+        node = d
+        for key in keys:
+            node = node[key]
+        if value is None:
+            node.pop(last)
+        else:
+            node[last] = value
+    return cfg
+
+
+@pytest.mark.parametrize('changes,match', [
+    (dict(distill_losses__loss_diffkd=None, loss_forward_mappings__loss_diffkd=None),
+     r"loss_forward_mappings.loss_pkd.preds_S: connector 'diffkd_s' \(DiffKDStudentConnector\) "
+     'is trained by no DiffKDDiffusionLoss'),
+    (dict(distill_losses__loss_diffkd__student_connector='diffkd_x'),
+     r"distill_losses.loss_diffkd.student_connector = 'diffkd_x' is not in connectors "
+     r'\(diffkd_s, diffkd_t\)'),
+    (dict(distill_losses__loss_diffkd__teacher_connector='diffkd_s'),
+     r"teacher_connector = 'diffkd_s' is a DiffKDStudentConnector; expected the name of a "
+     'DiffKDTeacherConnector'),
+    (dict(loss_forward_mappings__loss_diffkd__target__connector=None),
+     r'loss_forward_mappings.loss_diffkd.target must be a teacher record \(from_student=False\) '
+     r"through connector='diffkd_t'"),
+    (dict(connectors__diffkd_s__latent_channels=16),
+     r'distill_losses.loss_diffkd: connectors.diffkd_s denoises into latent_channels=\[16\]'),
+])
+def test_bad_connector_configs_name_the_key(changes, match):
+    with pytest.raises(ValueError, match=match):
+        build(_with(connector_cfg(), **changes))
+
+
+def test_one_diffusion_entry_per_connector():
+    cfg = connector_cfg()
+    d = cfg['distiller']
+    d['distill_losses']['loss_diffkd_again'] = dict(d['distill_losses']['loss_diffkd'])
+    d['loss_forward_mappings']['loss_diffkd_again'] = d['loss_forward_mappings']['loss_diffkd']
+    with pytest.raises(ValueError, match=r"distill_losses.loss_diffkd_again.student_connector: "
+                       r"connector 'diffkd_s' is already trained by distill_losses.loss_diffkd"):
+        build(cfg)
+
+
+def test_unlinked_diffusion_loss_and_wrong_widths_say_what_to_do():
+    from diffkd_mm.models import DiffKDDiffusionLoss
+    with pytest.raises(RuntimeError, match="needs distiller type='DiffKDDistiller'"):
+        DiffKDDiffusionLoss('diffkd_s')(torch.randn(2, 8, 4, 4))
+    algo = build(connector_cfg())
+    algo.distiller.connectors['diffkd_s'].eval()
+    with pytest.raises(ValueError, match=r'connectors.diffkd_s \(DiffKDStudentConnector\): '
+                       r'feature\[0\] has 5 channels \(shape \(2, 5, 4, 4\)\) but '
+                       'student_channels=4'):
+        algo.distiller.connectors['diffkd_s'](torch.randn(2, 5, 4, 4))
+    with pytest.raises(ValueError, match=r'connectors.diffkd_t \(DiffKDTeacherConnector\): '
+                       r'feature\[0\] has 8 channels.*teacher_channels=16'):
+        algo.distiller.connectors['diffkd_t'](torch.randn(2, 8, 4, 4))
