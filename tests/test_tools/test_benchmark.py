@@ -32,6 +32,28 @@ def test_every_diffkd_variant_is_a_valid_loss_config():
         assert len(loss.branches) == (1 if options.get('share_branch') else 2), name
 
 
+def test_each_variant_holds_only_its_own_losses():
+    """A variant replaces the config's DiffKD entry: the FitNet variant computes no DiffKD."""
+    import copy
+
+    from mmengine.config import Config
+    tool = _tool_module()
+    dist = Config.fromfile(tool.PAIRS['retinanet']).model.distiller
+    base = copy.deepcopy(dist.distill_losses.loss_diffkd_fpn)
+    expected = dict(
+        fitnet={f'loss_mse{i}' for i in range(5)},
+        pkd={f'loss_pkd{i}' for i in range(5)},
+        diffkd={'loss_diffkd'},
+        diffkd_per_level={f'loss_diffkd{i}' for i in range(5)},
+        diffkd_pkd={'loss_pkd', 'loss_diffkd'})
+    for kind, losses in expected.items():
+        variant = copy.deepcopy(dist)
+        tool.set_distiller(variant, kind, base, 5)
+        assert set(variant.distill_losses) == losses, kind
+        assert set(variant.loss_forward_mappings) == losses, kind
+        assert ('connectors' in variant) == (kind == 'diffkd_pkd'), kind
+
+
 def test_reference_formulation_has_identical_math():
     ReferenceDiffKDBranch = _tool_module().ReferenceDiffKDBranch
     from diffkd_mm.models.diffkd import DiffKDBranch

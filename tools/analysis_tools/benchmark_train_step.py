@@ -144,6 +144,18 @@ VARIANTS = ('student', 'fitnet', 'pkd', 'diffkd', *DIFFKD_OPTIONS, *STYLES, 'ref
 SAME_MATH_AS_DIFFKD = ('diffkd_cp', 'diffkd_compile', 'diffkd_per_level', 'reference')
 
 
+def set_distiller(dist, kind: str, base: dict, levels: int) -> None:
+    """Replace the config's connectors, losses and mappings by the variant's.
+
+    Key by key: mmengine's ``ConfigDict.update`` merges nested dicts, which would keep the
+    config's own DiffKD entry (and its mapping) running beside the variant's.
+    """
+    for key in ('connectors', 'distill_losses', 'loss_forward_mappings'):
+        dist.pop(key, None)
+    for key, value in _distiller(kind, base, levels).items():
+        dist[key] = value
+
+
 def build_variant(cfg: Config, kind: str, device: str):
     # Same teacher and student weights in every variant: with random weights a two-stage
     # detector's proposals, hence its RoI-head cost, depend on the weights.
@@ -158,7 +170,7 @@ def build_variant(cfg: Config, kind: str, device: str):
         model = algo.student
         model.data_preprocessor = algo.data_preprocessor
     else:
-        dist.update(_distiller('diffkd' if kind == 'reference' else kind, base, levels))
+        set_distiller(dist, 'diffkd' if kind == 'reference' else kind, base, levels)
         model = MODELS.build(model_cfg)
         if kind == 'reference':
             for branch in model.distiller.distill_losses.loss_diffkd.branches:
