@@ -93,12 +93,17 @@ def checkpoint_safe_globals() -> list:
         list: Classes, functions and ``(function, pickled name)`` pairs for
         ``torch.serialization.safe_globals``.
     """
-    multiarray = np.core.multiarray  # numpy < 2 writes this path into its pickles
+    # numpy 2 moved numpy.core to numpy._core; a pickle names the path of the numpy that wrote
+    # it, so both names map to this numpy's functions.
+    from numpy.core import multiarray  # numpy 2 keeps this path as an alias
+    numpy_functions = [(fn, f'{root}.multiarray.{fn.__name__}')
+                       for fn in (multiarray._reconstruct, multiarray.scalar)
+                       for root in ('numpy.core', 'numpy._core')]
     dtype_classes = [type(np.dtype(t)) for t in (
         np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32,
         np.uint64, np.float16, np.float32, np.float64, np.str_)]
     return [HistoryBuffer, (_history_buffer_method, 'builtins.getattr'), np.ndarray, np.dtype,
-            multiarray._reconstruct, multiarray.scalar, *dtype_classes]
+            *numpy_functions, *dtype_classes]
 
 
 @contextlib.contextmanager
@@ -114,8 +119,8 @@ def _allow_listed(safe_globals: Sequence[Callable]) -> Iterator[None]:
         with serialization.safe_globals(list(safe_globals)):
             yield
     else:
-        if hasattr(serialization, 'add_safe_globals'):
-            serialization.add_safe_globals(list(safe_globals))
+        if hasattr(serialization, 'add_safe_globals'):  # 2.4 takes no (global, name) pairs
+            serialization.add_safe_globals([g for g in safe_globals if not isinstance(g, tuple)])
         yield
 
 
