@@ -163,6 +163,8 @@ def _load(load_fn: Callable, f, args: tuple, kwargs: dict, trust: bool,
     try:
         with _allow_listed(checkpoint_safe_globals()):
             return load_fn(f, *args, **kwargs)
+    except CheckpointError:  # already ours (load_checkpoint_file inside a CheckpointGuard)
+        raise
     except (pickle.UnpicklingError, EOFError, RuntimeError) as err:
         translated = _translate_load_error(err, name or _describe(f))
         if translated is None:
