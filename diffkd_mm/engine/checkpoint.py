@@ -18,6 +18,7 @@ The guard is a context manager that our entry points (``tools/*.py``, the demo) 
 Runner: the hooks into mmengine and torch last exactly as long as the ``with`` block, so that
 importing diffkd_mm changes nothing for other code in the process.
 """
+import codecs
 import contextlib
 import logging
 import os
@@ -25,7 +26,7 @@ import os.path as osp
 import pickle
 import re
 from collections import Counter
-from typing import Callable, Dict, Iterator, Optional, Sequence
+from typing import Callable, Dict, Iterator, Optional
 
 import numpy as np
 import torch
@@ -102,26 +103,58 @@ def checkpoint_safe_globals() -> list:
     dtype_classes = [type(np.dtype(t)) for t in (
         np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32,
         np.uint64, np.float16, np.float32, np.float64, np.str_)]
+    # _codecs.encode turns the str of a protocol-2 bytes object back into bytes; torch's own
+    # weights-only unpickler allows it, the restricted fallback needs it named
     return [HistoryBuffer, (_history_buffer_method, 'builtins.getattr'), np.ndarray, np.dtype,
-            *numpy_functions, *dtype_classes]
+            *numpy_functions, *dtype_classes, (codecs.encode, '_codecs.encode')]
 
 
-@contextlib.contextmanager
-def _allow_listed(safe_globals: Sequence[Callable]) -> Iterator[None]:
-    """Let ``weights_only`` loads inside the block accept ``safe_globals`` too.
+# Whether this torch can scope an allow-list to a block (torch >= 2.5), see _weights_only_load.
+_SCOPED_ALLOW_LIST = hasattr(torch.serialization, 'safe_globals')
 
-    torch's API for this depends on its version; this is the only place that branches on it.
-    torch >= 2.5 has a scoped context; 2.4 only a process-wide list (which only grows by our
-    data-only types); older torch has none, so mmengine's full checkpoints need the opt-in there.
+
+def _global_name(entry) -> str:
+    return entry[1] if isinstance(entry, tuple) else f'{entry.__module__}.{entry.__qualname__}'
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """An unpickler that resolves only torch's weights-only globals and ours (torch < 2.5)."""
+
+    def find_class(self, module: str, name: str):
+        from torch._weights_only_unpickler import _get_allowed_globals
+        allowed = dict(_get_allowed_globals())
+        allowed.update((_global_name(g), g[0] if isinstance(g, tuple) else g)
+                       for g in checkpoint_safe_globals())
+        full = f'{"builtins" if module == "__builtin__" else module}.{name}'
+        if full not in allowed:
+            raise pickle.UnpicklingError(f'Unsupported global: GLOBAL {full}')
+        return allowed[full]
+
+
+def _restricted_pickle_module():
+    """A module for ``torch.load(pickle_module=...)`` that unpickles with the allow-list."""
+    import types
+    module = types.ModuleType('diffkd_mm_restricted_pickle')
+    module.Unpickler = _RestrictedUnpickler
+    module.load = lambda f, **kwargs: _RestrictedUnpickler(f, **kwargs).load()
+    module.UnpicklingError = pickle.UnpicklingError
+    return module
+
+
+def _weights_only_load(load_fn: Callable, f, args: tuple, kwargs: dict):
+    """``load_fn(f, ...)`` that rebuilds only tensors, containers and the allow-listed types.
+
+    torch's API for extra types depends on its version; this is the only place that branches on
+    it. torch >= 2.5 scopes an allow-list to a block (``safe_globals``). Older torch cannot
+    extend its weights-only unpickler without changing it for the whole process (2.4) or at all
+    (2.1), so the same allow-list (torch's own weights-only globals and ours) is enforced by a
+    restricted unpickler instead, the classic "restricting globals" of the pickle docs.
     """
-    serialization = torch.serialization
-    if hasattr(serialization, 'safe_globals'):
-        with serialization.safe_globals(list(safe_globals)):
-            yield
-    else:
-        if hasattr(serialization, 'add_safe_globals'):  # 2.4 takes no (global, name) pairs
-            serialization.add_safe_globals([g for g in safe_globals if not isinstance(g, tuple)])
-        yield
+    if _SCOPED_ALLOW_LIST:
+        with torch.serialization.safe_globals(checkpoint_safe_globals()):
+            return load_fn(f, *args, **dict(kwargs, weights_only=True))
+    kwargs = dict(kwargs, weights_only=False, pickle_module=_restricted_pickle_module())
+    return load_fn(f, *args, **kwargs)
 
 
 def _describe(f) -> str:
@@ -131,9 +164,11 @@ def _describe(f) -> str:
 def _translate_load_error(err: BaseException, name: str) -> Optional[CheckpointError]:
     """Our exception for an error of ``torch.load`` on ``name``, or None if it is not ours."""
     text = str(err)
-    if isinstance(err, pickle.UnpicklingError) and 'Weights only load failed' in text:
+    if isinstance(err, pickle.UnpicklingError) and ('Weights only load failed' in text
+                                                    or 'Unsupported global' in text):
         detail = text.split('WeightsUnpickler error:', 1)[-1].strip().splitlines()[0][:200]
-        found = re.search(r'GLOBAL ([\w.]+)', text)
+        # torch >= 2.4 says "GLOBAL x.y", older torch "Unsupported class x.y"
+        found = re.search(r'(?:GLOBAL|Unsupported class) ([\w.]+)', text)
         if found or any(m in text for m in ('Can only', 'unrecognized function', 'is blocked')):
             what = f'the global {found.group(1)}' if found else f'an object ({detail})'
             return UnsafeCheckpointError(
@@ -157,12 +192,10 @@ def _translate_load_error(err: BaseException, name: str) -> Optional[CheckpointE
 def _load(load_fn: Callable, f, args: tuple, kwargs: dict, trust: bool,
           name: Optional[str] = None):
     """``load_fn(f, *args, **kwargs)`` with weights_only forced and our allow-list in scope."""
-    kwargs = dict(kwargs, weights_only=not trust)
     if trust:
-        return load_fn(f, *args, **kwargs)
+        return load_fn(f, *args, **dict(kwargs, weights_only=False))
     try:
-        with _allow_listed(checkpoint_safe_globals()):
-            return load_fn(f, *args, **kwargs)
+        return _weights_only_load(load_fn, f, args, kwargs)
     except CheckpointError:  # already ours (load_checkpoint_file inside a CheckpointGuard)
         raise
     except (pickle.UnpicklingError, EOFError, RuntimeError) as err:
