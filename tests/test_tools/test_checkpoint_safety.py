@@ -270,7 +270,9 @@ def stalling_save(obj, f, *args, **kwargs):
             real_save(obj, buf, *args, **kwargs)
             f.write(buf.getvalue()[:len(buf.getvalue()) // 2])
             f.flush()
-            open(marker, 'w').write(name)
+            with open(marker + '.part', 'w') as m:  # the marker appears with its content
+                m.write(name)
+            os.replace(marker + '.part', marker)
             time.sleep(600)
     return real_save(obj, f, *args, **kwargs)
 torch.save = stalling_save
