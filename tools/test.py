@@ -11,7 +11,7 @@ import diffkd_mm  # noqa: F401  (compat layer + registrations: must come before 
 from mmengine.config import DictAction
 from mmengine.runner import Runner
 
-from diffkd_mm.engine import (allow_trusted_checkpoints, load_entry_config,
+from diffkd_mm.engine import (CheckpointGuard, exit_on_checkpoint_error, load_entry_config,
                               setup_cpu_distributed)
 from mmrazor.utils import register_all_modules
 
@@ -37,7 +37,6 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    allow_trusted_checkpoints()
     if not osp.isfile(args.checkpoint):
         sys.exit(f'checkpoint: {args.checkpoint} does not exist')
     register_all_modules(False)
@@ -46,8 +45,11 @@ def main(argv=None):
     if cfg.model.get('teacher_ckpt'):
         cfg.model.teacher_ckpt = None  # the checkpoint holds the teacher too; no download
     setup_cpu_distributed(cfg)
-    runner = Runner.from_cfg(cfg)
-    runner.test()
+    # Safe loading; a checkpoint that matches none of the model's weights stops here instead
+    # of evaluating random weights.
+    with exit_on_checkpoint_error(), CheckpointGuard(cfg, names={args.checkpoint: 'checkpoint'}):
+        runner = Runner.from_cfg(cfg)
+        runner.test()
 
 
 if __name__ == '__main__':

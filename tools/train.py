@@ -14,7 +14,8 @@ import torch
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
-from diffkd_mm.engine import (allow_trusted_checkpoints, load_entry_config,
+from diffkd_mm.engine import (CheckpointGuard, exit_on_checkpoint_error,
+                              find_resumable_checkpoint, load_entry_config,
                               setup_cpu_distributed)
 from mmrazor.utils import register_all_modules
 
@@ -27,7 +28,8 @@ def parse_args(argv=None):
                         '(default: ./work_dirs/<config name>)')
     parser.add_argument('--resume', nargs='?', type=str, const='auto',
                         help='resume from the given checkpoint, or, with no value, from the '
-                        'latest checkpoint in the work dir')
+                        'newest checkpoint of the work dir that loads (a cut-short one is '
+                        'skipped with a warning)')
     parser.add_argument('--amp', action='store_true',
                         help='automatic mixed precision: fp16 with dynamic loss scaling on GPU '
                         '(AmpOptimWrapper), bf16 autocast on CPU (CPUAmpOptimWrapper)')
@@ -66,10 +68,16 @@ def build_config(args) -> Config:
         if 'auto_scale_lr' not in cfg or 'base_batch_size' not in cfg.auto_scale_lr:
             sys.exit('--auto-scale-lr: the config has no auto_scale_lr.base_batch_size.')
         cfg.auto_scale_lr.enable = True
-    if args.resume is not None:  # 'auto': the latest checkpoint of the work dir
-        cfg.resume = True
-        cfg.load_from = None if args.resume == 'auto' else args.resume
     check_before_training(cfg, args)
+    if args.resume == 'auto':  # the newest checkpoint of the work dir that loads
+        with exit_on_checkpoint_error():
+            found = find_resumable_checkpoint(cfg.work_dir)
+        # with none, a fresh start (as mmengine does), from the config's load_from if it has one
+        cfg.resume = found is not None
+        cfg.load_from = found if found is not None else cfg.get('load_from', None)
+    elif args.resume is not None:
+        cfg.resume = True
+        cfg.load_from = args.resume
     # Checkpoints carry torch's random state, so that a resumed run repeats DiffKD's noise.
     hooks = cfg.get('custom_hooks', None) or []
     if not any(h.get('type') == 'TorchRNGStateHook' for h in hooks):
@@ -114,13 +122,16 @@ def warn_if_batch_differs(runner: Runner, cfg: Config) -> None:
 
 def main(argv=None):
     args = parse_args(argv)
-    allow_trusted_checkpoints()  # --resume, load_from, teacher_ckpt (see docs/install.md)
     register_all_modules(False)
     cfg = build_config(args)
     setup_cpu_distributed(cfg)  # torchrun without GPUs: gloo; does nothing when CUDA exists
-    runner = Runner.from_cfg(cfg)
-    warn_if_batch_differs(runner, cfg)
-    runner.train()
+    names = {cfg.load_from: '--resume'} if cfg.get('resume') and cfg.load_from else {}
+    # Safe loading of --resume, load_from, teacher_ckpt and init_cfg weights, atomic saving
+    # (see docs/install.md); a refused or unusable checkpoint ends the run with one message.
+    with exit_on_checkpoint_error(), CheckpointGuard(cfg, names=names):
+        runner = Runner.from_cfg(cfg)
+        warn_if_batch_differs(runner, cfg)
+        runner.train()
 
 
 if __name__ == '__main__':

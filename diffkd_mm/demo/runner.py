@@ -13,11 +13,11 @@ import time
 from typing import Dict, Optional
 
 import numpy as np
-import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 
 from ..datasets import ensure_dataset
+from ..engine.checkpoint import CheckpointGuard, load_checkpoint_file, save_checkpoint_atomic
 
 ROLES = ('teacher', 'student', 'fitnet', 'diffkd')
 ROLE_TITLES = dict(teacher='Teacher', student='Student (no KD)', fitnet='Student + FitNet (MSE)',
@@ -108,15 +108,11 @@ def _train(cfg: Config, metric: str) -> Dict[str, object]:
 def _cache_weights(ckpt: str, cached: str) -> None:
     """Keep only the weights of a checkpoint this run wrote, atomically.
 
-    A full mmengine checkpoint also pickles the message hub (HistoryBuffer, numpy objects), which
-    torch >= 2.6 refuses to load with its default ``weights_only=True``; mmrazor then fails to
-    load the teacher. A tensors-only file loads anywhere.
+    The teacher's optimizer state and logs are not needed to distil from it; an interrupted
+    write is never reused (the file appears only complete).
     """
-    checkpoint = torch.load(ckpt, map_location='cpu', weights_only=False)  # our own file
-    os.makedirs(osp.dirname(cached), exist_ok=True)
-    tmp = f'{cached}.tmp-{os.getpid()}'
-    torch.save(dict(state_dict=checkpoint['state_dict']), tmp)
-    os.replace(tmp, cached)  # an interrupted write is never reused
+    checkpoint = load_checkpoint_file(ckpt)
+    save_checkpoint_atomic(dict(state_dict=checkpoint['state_dict']), cached)
 
 
 def _teacher_key(settings: DemoSettings, cfg: Config, data_dir: str) -> str:
@@ -137,6 +133,12 @@ def run_demo(work_dir: str, settings: Optional[DemoSettings] = None) -> Dict[str
         dict: ``run_dir``, ``report`` (path of report.md) and ``results`` (per role: metric,
         seconds per iteration).
     """
+    # Checkpoints of the demo load safely and are written atomically, as in tools/train.py.
+    with CheckpointGuard():
+        return _run_demo(work_dir, settings)
+
+
+def _run_demo(work_dir: str, settings: Optional[DemoSettings]) -> Dict[str, object]:
     from .report import write_report
     started = time.perf_counter()
     settings = settings or DemoSettings()

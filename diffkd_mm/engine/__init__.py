@@ -1,9 +1,16 @@
-from .entry import allow_trusted_checkpoints, load_entry_config
+from .checkpoint import (CheckpointError, CheckpointGuard, MismatchedCheckpointError,
+                         OfflineCheckpointError, UnreadableCheckpointError,
+                         UnsafeCheckpointError, find_resumable_checkpoint, load_checkpoint_file,
+                         save_checkpoint_atomic)
 from .distributed import CPUDistributedDataParallel, setup_cpu_distributed
+from .entry import exit_on_checkpoint_error, load_entry_config
 from .hooks import TorchRNGStateHook
 from .optim import CPUAmpOptimWrapper
 
 __all__ = [
-    'CPUAmpOptimWrapper', 'CPUDistributedDataParallel', 'TorchRNGStateHook',
-    'allow_trusted_checkpoints', 'load_entry_config', 'setup_cpu_distributed'
+    'CPUAmpOptimWrapper', 'CPUDistributedDataParallel', 'CheckpointError', 'CheckpointGuard',
+    'MismatchedCheckpointError', 'OfflineCheckpointError', 'TorchRNGStateHook',
+    'UnreadableCheckpointError', 'UnsafeCheckpointError', 'exit_on_checkpoint_error',
+    'find_resumable_checkpoint', 'load_checkpoint_file', 'load_entry_config',
+    'save_checkpoint_atomic', 'setup_cpu_distributed'
 ]

@@ -1,10 +1,13 @@
-"""What tools/train.py and tools/test.py share: loading the config they run, loading checkpoints."""
-import os
+"""What tools/train.py and tools/test.py share: loading the config they run, checkpoint errors."""
+import contextlib
 import os.path as osp
+import re
 import sys
-from typing import Optional
+from typing import Iterator, Optional
 
 from mmengine.config import Config
+
+from .checkpoint import CheckpointError
 
 
 def load_entry_config(path: str, cfg_options: Optional[dict] = None,
@@ -27,12 +30,14 @@ def load_entry_config(path: str, cfg_options: Optional[dict] = None,
     return cfg
 
 
-def allow_trusted_checkpoints() -> None:
-    """Load checkpoints as mmengine 0.10.7 expects (torch's pre-2.6 ``weights_only=False``).
+@contextlib.contextmanager
+def exit_on_checkpoint_error() -> Iterator[None]:
+    """Turn a :class:`CheckpointError` of the block into a one-line exit (no stack trace).
 
-    mmengine's checkpoints pickle its message hub (HistoryBuffer, numpy objects) and the OpenMMLab
-    zoo's older ones carry metadata objects; torch >= 2.6 refuses both under its default
-    ``weights_only=True``. Only for checkpoints you trust (your work dirs, the zoo); an explicit
-    ``weights_only`` argument still takes precedence.
+    mmengine's registry re-raises an error of a constructor (mmrazor loads ``teacher_ckpt`` in
+    one) with ``class `X` in Y.py:`` in front; that prefix is dropped.
     """
-    os.environ.setdefault('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
+    try:
+        yield
+    except CheckpointError as err:
+        sys.exit(re.sub(r'^(class `[^`]+` in [^:]+: )+', '', str(err)))

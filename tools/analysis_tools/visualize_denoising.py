@@ -16,7 +16,7 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import DefaultScope
 from mmengine.runner import Runner, load_checkpoint
 
-from diffkd_mm.engine import allow_trusted_checkpoints
+from diffkd_mm.engine import CheckpointGuard, exit_on_checkpoint_error
 from diffkd_mm.visualization import denoising_figure, record_denoising
 from mmrazor.registry import MODELS
 
@@ -59,8 +59,9 @@ def main(argv=None) -> int:
     with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmrazor')):
         algorithm = MODELS.build(cfg.model)
         loader = Runner.build_dataloader(cfg.val_dataloader)
-    allow_trusted_checkpoints()  # an mmengine checkpoint pickles more than tensors
-    load_checkpoint(algorithm, args.checkpoint, map_location='cpu', strict=True)
+    # safe loading; a checkpoint of another model stops with its key prefixes
+    with exit_on_checkpoint_error(), CheckpointGuard(cfg, names={args.checkpoint: 'checkpoint'}):
+        load_checkpoint(algorithm, args.checkpoint, map_location='cpu', strict=True)
     batch = next(iter(loader))
     os.makedirs(args.out_dir, exist_ok=True)
     loss = algorithm.distiller.distill_losses[name]

@@ -8,12 +8,12 @@ into the plain mmdet / mmseg / mmpretrain student model, e.g. with ``tools/test.
         work_dirs/diffkd/iter_80000.pth work_dirs/diffkd/student.pth
 """
 import argparse
-import os
 import os.path as osp
 import sys
 from collections import OrderedDict
 
-import torch
+from diffkd_mm.engine.checkpoint import (CheckpointError, load_checkpoint_file,
+                                         save_checkpoint_atomic)
 
 STUDENT_PREFIX = 'architecture.'
 
@@ -57,16 +57,15 @@ def main(argv=None) -> int:
         sys.exit(f'output: {args.output} exists; pass --force to overwrite it')
     if osp.abspath(args.output) == osp.abspath(args.checkpoint):
         sys.exit('output: must differ from the checkpoint')
-    # mmengine checkpoints pickle more than tensors: load this trusted file fully.
-    checkpoint = torch.load(args.checkpoint, map_location='cpu', weights_only=False)
+    try:  # weights_only with the allow-list of mmengine checkpoints (see docs/install.md)
+        checkpoint = load_checkpoint_file(args.checkpoint)
+    except CheckpointError as err:
+        sys.exit(f'checkpoint: {err}')
     try:
         exported = convert(checkpoint)
     except ValueError as err:
         sys.exit(f'checkpoint: {err}')
-    os.makedirs(osp.dirname(osp.abspath(args.output)), exist_ok=True)
-    tmp = f'{args.output}.tmp-{os.getpid()}'
-    torch.save(exported, tmp)
-    os.replace(tmp, args.output)
+    save_checkpoint_atomic(exported, args.output)
     dropped = len(checkpoint.get('state_dict', checkpoint)) - len(exported['state_dict'])
     print(f'wrote {args.output}: {len(exported["state_dict"])} student tensors '
           f'({dropped} teacher / distiller tensors dropped)')
