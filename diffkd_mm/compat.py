@@ -8,6 +8,10 @@ configurations eagerly: ``mmrazor.structures.quantization.backend_config`` pulls
 all of them (open-mmlab/mmrazor#632). Because ``mmrazor.structures`` imports that
 sub-package first, the failure takes ``mmrazor.models``, ``mmrazor.engine`` and
 ``register_all_modules`` down with it, although distillation never quantizes.
+mmrazor wraps those imports in ``try/except ImportError`` and swaps in
+placeholders, so what surfaces is the first use of one: ``ImportError: `torch>=1.13`
+is not installed properly``. Checked to read the same on torch 2.1.2 and 2.14.1
+(both lack ``reverse2``), so the stand-in is active on both stacks.
 
 :func:`apply` tries the real import first and changes nothing when it works.
 Only when it fails does it register a stand-in for the backend-config module
