@@ -8,6 +8,10 @@ configurations eagerly: ``mmrazor.structures.quantization.backend_config`` pulls
 all of them (open-mmlab/mmrazor#632). Because ``mmrazor.structures`` imports that
 sub-package first, the failure takes ``mmrazor.models``, ``mmrazor.engine`` and
 ``register_all_modules`` down with it, although distillation never quantizes.
+mmrazor wraps those imports in ``try/except ImportError`` and swaps in
+placeholders, so what surfaces is the first use of one: ``ImportError: `torch>=1.13`
+is not installed properly``. Checked to read the same on torch 2.1.2 and 2.14.1
+(both lack ``reverse2``), so the stand-in is active on both stacks.
 
 :func:`apply` tries the real import first and changes nothing when it works.
 Only when it fails does it register a stand-in for the backend-config module
@@ -111,3 +115,48 @@ def apply() -> bool:
     sys.modules[BACKEND_CONFIG_MODULE] = _make_backend_config_standin()
     importlib.import_module('mmrazor.structures')
     return True
+
+
+# ---------------------------------------------------------------------------------------------
+# torch-version-dependent behaviour of diffkd_mm itself. CI runs two stacks, torch 2.1.2 (the
+# torch of OpenMMLab's install guide and prebuilt mmcv wheels) and torch 2.14.1; what differs
+# between them is decided here and nowhere else.
+# ---------------------------------------------------------------------------------------------
+
+#: First torch where a ``torch.compile``'d function may run inside non-reentrant activation
+#: checkpointing (``torch.utils.checkpoint(..., use_reentrant=False)``), i.e. DiffKD's
+#: ``compile_predictor`` together with ``with_cp``. On torch 2.1.2 the first call compiles inside
+#: the checkpointed region, checkpoint's saved-tensor hooks see the compiler's tracing, and inductor
+#: fails ("Detected that you are using FX to symbolically trace a dynamo-optimized function");
+#: worse, the aborted checkpoint leaves torch's checkpoint state behind, so later, unrelated
+#: checkpointed calls fail ("A different number of tensors was saved during the original forward
+#: and recomputation"). Checked: 2.1.2 fails, 2.14.1 works (same math as eager within 1e-5);
+#: versions in between were not tried, so they are refused too. Lower this once one is verified.
+COMPILE_UNDER_CHECKPOINT_MIN_TORCH = (2, 14)
+
+
+def torch_version_tuple() -> tuple:
+    """``(major, minor)`` of the installed torch, e.g. ``(2, 1)`` for ``2.1.2+cu121``."""
+    import torch
+    major, minor = torch.__version__.split('+')[0].split('.')[:2]
+    return int(major), int(minor)
+
+
+def check_compile_under_checkpoint(owner: str) -> None:
+    """Refuse ``torch.compile`` inside activation checkpointing on a torch that cannot run it.
+
+    Called where both options are set, at construction, so that no training step starts (and no
+    checkpoint state is corrupted) before the problem is reported.
+
+    Raises:
+        RuntimeError: naming ``owner``, the torch version and the two ways out.
+    """
+    if torch_version_tuple() >= COMPILE_UNDER_CHECKPOINT_MIN_TORCH:
+        return
+    need = '.'.join(map(str, COMPILE_UNDER_CHECKPOINT_MIN_TORCH))
+    raise RuntimeError(
+        f'{owner}: compile_predictor with with_cp=True needs torch >= {need} (torch.compile '
+        f'inside torch.utils.checkpoint(use_reentrant=False)); this is torch {_torch_version()}, '
+        'where it fails and corrupts later checkpointed calls. Use one of the two options '
+        '(with_cp alone saves the memory, compile_predictor alone the time), or a newer torch. '
+        'See diffkd_mm/compat.py.')

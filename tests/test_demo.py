@@ -5,7 +5,11 @@ import os.path as osp
 import subprocess
 import sys
 
+import pytest
+
 import diffkd_mm
+
+pytestmark = pytest.mark.slow  # subprocess runs of the tools (see pytest.ini)
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(diffkd_mm.__file__)))
 

@@ -3,7 +3,13 @@
 # mmengine, mmcv (compiled ops), mmdet, mmsegmentation, mmpretrain, mmrazor, openmim and this project
 # (editable). Idempotent: a second run checks, reuses and finishes in well under two minutes.
 #
-#   bash tools/setup_env.sh            # creates ./.venv (override with DIFFKD_VENV=/path)
+#   bash tools/setup_env.sh                          # default stack (torch 2.14.1) in ./.venv
+#   DIFFKD_STACK=torch2.1 bash tools/setup_env.sh    # torch 2.1.2 stack in ./.venv-torch2.1
+#
+# Each stack is a torch pin file (requirements/torch.txt, requirements/torch2.1.txt) and its own
+# virtual environment (override the location with DIFFKD_VENV=/path). Everything else (mmcv 2.1.0,
+# mmengine, mmdet, mmseg, mmpretrain, mmrazor) is the same on both. torch2.1 is the stack OpenMMLab's
+# install guide gives GPU clusters (prebuilt mmcv 2.1.0 wheels exist for torch 2.0/2.1 only).
 #
 # The slow part is mmcv 2.1.0: PyPI ships only its sdist, and its 77 compile units take ~20 minutes on
 # two cores. The built wheel is kept in a wheelhouse under the user's cache directory, keyed by the
@@ -11,7 +17,12 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-VENV="${DIFFKD_VENV:-$ROOT/.venv}"
+STACK="${DIFFKD_STACK:-default}"
+case "$STACK" in
+  default)  TORCH_REQ="$ROOT/requirements/torch.txt";    VENV="${DIFFKD_VENV:-$ROOT/.venv}" ;;
+  torch2.1) TORCH_REQ="$ROOT/requirements/torch2.1.txt"; VENV="${DIFFKD_VENV:-$ROOT/.venv-torch2.1}" ;;
+  *) echo "[setup] ERROR: unknown DIFFKD_STACK='$STACK' (known: default, torch2.1)" >&2; exit 2 ;;
+esac
 PYTHON="${PYTHON:-python3}"
 MMCV_VERSION=2.1.0
 CACHE_DIR="${DIFFKD_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/diffkd_mm}"
@@ -32,28 +43,34 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 PY="$VENV/bin/python"
 PIP=("$PY" -m pip --disable-pip-version-check)
+echo "[setup] stack: $STACK ($(grep -E '^torch' "$TORCH_REQ" | tr '\n' ' '))"
 echo "[setup] python: $("$PY" --version) at $VENV"
 
 phase "build tools + torch"
 # --upgrade-strategy only-if-needed: a second run installs nothing.
-"${PIP[@]}" install -q -r "$ROOT/requirements/build.txt" -r "$ROOT/requirements/torch.txt"
+"${PIP[@]}" install -q -r "$ROOT/requirements/build.txt" -r "$TORCH_REQ"
 
 TORCH_VERSION=$("$PY" -c 'import torch; print(torch.__version__.split("+")[0])')
 TORCH_ABI=$("$PY" -c 'import torch; print(int(torch._C._GLIBCXX_USE_CXX11_ABI))')
 PY_TAG=$("$PY" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
 WHEELHOUSE="$CACHE_DIR/wheelhouse/mmcv-$MMCV_VERSION-torch$TORCH_VERSION-cxx11abi$TORCH_ABI-$PY_TAG"
 mkdir -p "$WHEELHOUSE"
+# torch >= 2.14's headers refuse anything below C++20; older torch (2.1 included) builds with the
+# C++17 that mmcv 2.1.0's setup.py asks for, so only the newer torch gets the compiler wrapper.
+NEEDS_CXX20=$("$PY" -c 'import torch; v = torch.__version__.split("+")[0].split("."); print(int((int(v[0]), int(v[1])) >= (2, 14)))')
 
 phase "mmcv $MMCV_VERSION (compiled ops)"
 if "$PY" -c "import mmcv, mmcv.ops; assert mmcv.__version__ == '$MMCV_VERSION'" 2>/dev/null; then
   echo "[setup] mmcv $MMCV_VERSION with ops already installed"
 else
   if ! ls "$WHEELHOUSE"/mmcv-"$MMCV_VERSION"-*.whl >/dev/null 2>&1; then
-    echo "[setup] no cached wheel in $WHEELHOUSE: compiling mmcv $MMCV_VERSION (~20 min on 2 cores)"
-    # torch >= 2.14's headers need C++20, but mmcv 2.1.0's setup.py appends -std=c++14/17 after any
-    # CXXFLAGS. A compiler wrapper that rewrites the flag is the least invasive fix.
+    echo "[setup] no cached wheel in $WHEELHOUSE: compiling mmcv $MMCV_VERSION (~10-20 min on 2 cores)"
     WRAP_DIR="$(mktemp -d)"
-    cat > "$WRAP_DIR/cxx20" <<'WRAP'
+    if [ "$NEEDS_CXX20" = 1 ]; then
+      # mmcv 2.1.0's setup.py appends -std=c++14/17 after any CXXFLAGS. A compiler wrapper that
+      # rewrites the flag is the least invasive fix.
+      echo "[setup] torch $TORCH_VERSION needs C++20: compiling through a -std=c++20 wrapper"
+      cat > "$WRAP_DIR/cxx" <<'WRAP'
 #!/usr/bin/env bash
 args=()
 for a in "$@"; do
@@ -61,12 +78,17 @@ for a in "$@"; do
 done
 exec c++ "${args[@]}"
 WRAP
-    chmod +x "$WRAP_DIR/cxx20"
-    BUILD_LOG="$CACHE_DIR/mmcv-build.log"
+      chmod +x "$WRAP_DIR/cxx"
+      BUILD_CXX="$WRAP_DIR/cxx"
+    else
+      echo "[setup] torch $TORCH_VERSION: compiling with mmcv's own -std=c++17"
+      BUILD_CXX="${CXX:-c++}"
+    fi
+    BUILD_LOG="$CACHE_DIR/mmcv-build-torch$TORCH_VERSION.log"
     echo "[setup] full build log: $BUILD_LOG"
     # Progress: ninja prints "[k/77] ..." for each compile unit; show those lines only.
     set +e
-    CXX="$WRAP_DIR/cxx20" MMCV_WITH_OPS=1 FORCE_CUDA=0 MAX_JOBS="${MAX_JOBS:-$(nproc)}" \
+    CXX="$BUILD_CXX" MMCV_WITH_OPS=1 FORCE_CUDA=0 MAX_JOBS="${MAX_JOBS:-$(nproc)}" \
       "${PIP[@]}" wheel -v --no-build-isolation --no-deps "mmcv==$MMCV_VERSION" -w "$WHEELHOUSE" \
       2>&1 | tee "$BUILD_LOG" | grep --line-buffered -oE '^\s*\[[0-9]+/[0-9]+\]' | sed -u 's/^ */[setup]   mmcv compile /'
     status=${PIPESTATUS[0]}
@@ -86,7 +108,7 @@ fi
 phase "OpenMMLab stack + project"
 # mmcv's own dependencies (addict, yapf, ...) come in here too: the wheel was installed with --no-deps.
 "${PIP[@]}" install -q -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/mminstall.txt" \
-  -r "$ROOT/requirements/tests.txt" -r "$ROOT/requirements/build.txt" -r "$ROOT/requirements/torch.txt"
+  -r "$ROOT/requirements/tests.txt" -r "$ROOT/requirements/build.txt" -r "$TORCH_REQ"
 "${PIP[@]}" install -q --no-deps --no-build-isolation -e "$ROOT"
 
 phase "import check"

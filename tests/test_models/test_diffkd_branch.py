@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from diffkd_mm import compat
 from diffkd_mm.models.diffkd import DiffKDBranch, convert_official_state_dict
 from official_reference import OfficialLayoutDiffKD
 
@@ -149,7 +150,15 @@ def _train_once(branch, inputs):
     return result
 
 
-@pytest.mark.parametrize('with_cp', [False, True])
+COMPILE_UNDER_CP = compat.torch_version_tuple() >= compat.COMPILE_UNDER_CHECKPOINT_MIN_TORCH
+NO_COMPILE_UNDER_CP = f'torch {torch.__version__} cannot run torch.compile inside ' \
+    'torch.utils.checkpoint(use_reentrant=False) (see diffkd_mm.compat)'
+
+
+@pytest.mark.parametrize('with_cp', [
+    False,
+    pytest.param(True, marks=pytest.mark.skipif(not COMPILE_UNDER_CP, reason=NO_COMPILE_UNDER_CP)),
+])
 def test_compiled_predictor_keeps_the_math(with_cp):
     """torch.compile of the noise predictor: outputs, gradients and BN statistics within 1e-5."""
     torch.manual_seed(0)
@@ -163,6 +172,15 @@ def test_compiled_predictor_keeps_the_math(with_cp):
     assert expected.keys() == got.keys()
     for name in expected:
         torch.testing.assert_close(got[name], expected[name], rtol=1e-5, atol=1e-5, msg=name)
+
+
+@pytest.mark.skipif(COMPILE_UNDER_CP, reason='this torch runs torch.compile under checkpointing')
+def test_compiled_predictor_with_cp_is_refused_clearly_on_old_torch():
+    with pytest.raises(RuntimeError, match=r'compile_predictor with with_cp=True needs torch >= '):
+        DiffKDBranch(8, 16, with_cp=True, compile_predictor=True)
+    # Either option alone still builds.
+    DiffKDBranch(8, 16, with_cp=True)
+    DiffKDBranch(8, 16, compile_predictor=True)
 
 
 def test_compiled_predictor_is_rebuilt_for_a_copy():

@@ -5,6 +5,7 @@ import os.path as osp
 import subprocess
 import sys
 
+import pytest
 import torch
 
 import diffkd_mm
@@ -68,6 +69,7 @@ def test_reference_formulation_has_identical_math():
     torch.testing.assert_close(a.refined, b.refined, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_benchmark_smoke_run(tmp_path):
     res = subprocess.run(
         [sys.executable, TOOL, '--size', '64', '--iters', '1', '--warmup', '0', '--no-scaling',

@@ -3,6 +3,8 @@ import os.path as osp
 import subprocess
 import sys
 
+import pytest
+
 import diffkd_mm
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(diffkd_mm.__file__)))
@@ -21,6 +23,7 @@ def test_mim_resolves_package_tools_and_configs():
     assert osp.isdir(osp.join(pkg_root, '.mim', 'configs'))
 
 
+@pytest.mark.slow
 def test_mim_train_reaches_our_train_script(tmp_path):
     """mim finds the package and runs our .mim/tools/train.py, which names the missing key."""
     cfg = tmp_path / 'empty_cfg.py'
@@ -33,6 +36,7 @@ def test_mim_train_reaches_our_train_script(tmp_path):
     assert 'the config defines no `model`' in text, text[-2000:]
 
 
+@pytest.mark.slow
 def test_mim_train_trains_a_packaged_config(tmp_path):
     """`mim train diffkd_mm <config shipped in .mim>` trains: 2 DiffKD iterations on tiny data."""
     from diffkd_mm.datasets import ensure_dataset

@@ -10,6 +10,8 @@ import pytest
 import diffkd_mm
 from diffkd_mm.datasets import ensure_dataset
 
+pytestmark = pytest.mark.slow  # subprocess runs of the tools (see pytest.ini)
+
 ROOT = osp.dirname(osp.dirname(osp.abspath(diffkd_mm.__file__)))
 TRAIN = osp.join(ROOT, 'tools', 'train.py')
 

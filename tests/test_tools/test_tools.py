@@ -34,6 +34,7 @@ def distill_ckpt(tmp_path_factory):
     return algo, path, data
 
 
+@pytest.mark.slow
 def test_export_student_loads_into_plain_student(distill_ckpt, tmp_path):
     algo, ckpt, _ = distill_ckpt
     out = tmp_path / 'student.pth'
@@ -59,6 +60,7 @@ def test_export_student_loads_into_plain_student(distill_ckpt, tmp_path):
     assert bad.returncode != 0 and 'not an mmrazor distillation checkpoint' in bad.stderr
 
 
+@pytest.mark.slow
 def test_mim_test_evaluates_exported_student(distill_ckpt, tmp_path):
     _, ckpt, data = distill_ckpt
     student = tmp_path / 'student.pth'
@@ -73,6 +75,7 @@ def test_mim_test_evaluates_exported_student(distill_ckpt, tmp_path):
     assert 'mIoU' in res.stdout + res.stderr
 
 
+@pytest.mark.slow
 def test_visualize_denoising_writes_one_picture_per_level(distill_ckpt, tmp_path):
     _, ckpt, data = distill_ckpt
     res = run([sys.executable, osp.join(ROOT, 'tools', 'analysis_tools', 'visualize_denoising.py'),
@@ -104,6 +107,7 @@ def test_slurm_scripts_call_srun_with_our_tools(tmp_path, script, args):
     assert '-p part' in called and '--ntasks=16' in called and '--gres=gpu:8' in called
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('tool,flags', [
     ('train.py', ['--work-dir', '--resume', '--amp', '--auto-scale-lr', '--cfg-options',
                   '--launcher']),

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from diffkd_mm import compat
 from mmrazor.registry import MODELS
 from .autoencoder import LinearAutoEncoder, encode_target
 from .compile import CompiledForward, CompileOption, check_compile_option
@@ -86,6 +87,8 @@ class DiffKDBranch(nn.Module):
         check_kernel_size(kernel_size, 'DiffKDBranch')
         self.compile_options = check_compile_option(compile_predictor, 'DiffKDBranch',
                                                     'compile_predictor')
+        if with_cp and self.compile_options is not None:
+            compat.check_compile_under_checkpoint('DiffKDBranch')  # refused on torch 2.1
         for name, value in (('student_channels', student_channels),
                             ('teacher_channels', teacher_channels), ('ae_channels', ae_channels)):
             if value is not None and (not isinstance(value, int) or value < 1):
