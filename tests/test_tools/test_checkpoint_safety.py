@@ -107,6 +107,7 @@ def _evil_work_dir(setup, tmp_path):
     return work
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('entry', ['train load_from', 'train --resume PATH', 'train --resume',
                                    'train teacher_ckpt', 'test', 'visualiser', 'exporter'])
 def test_malicious_checkpoint_is_refused(setup, tmp_path, entry):
@@ -157,6 +158,7 @@ def test_getattr_stand_in_reaches_nothing_but_statistics(tmp_path):
     assert load_checkpoint_file(str(path))['buf'].mean() == 1.5
 
 
+@pytest.mark.slow
 def test_own_checkpoints_load_without_opt_in(setup, full_run, tmp_path):
     """tools/train.py's checkpoints (message hub, numpy, RNG state), the exporter's and the demo
     cache's load with weights_only; torch's bare allow-list refuses the first (the test is not
@@ -212,6 +214,7 @@ def test_zoo_shaped_checkpoints_load_without_opt_in(setup, tmp_path, legacy):
         assert torch.equal(a, b), name
 
 
+@pytest.mark.slow
 def test_checkpoint_of_another_model_stops_test(setup, tmp_path):
     """A distillation checkpoint given to the plain student's config: an error, not an mIoU."""
     code, log = run([osp.join(TOOLS, 'test.py'), osp.join(DEMO, 'seg_student.py'),
@@ -224,6 +227,7 @@ def test_checkpoint_of_another_model_stops_test(setup, tmp_path):
     assert EXPORTER in log and 'Traceback' not in log and 'Iter(test)' not in log
 
 
+@pytest.mark.slow
 def test_partial_match_keeps_mmengine_warning(setup, tmp_path):
     """One tensor short: mmengine's missing-keys warning, and the evaluation runs."""
     state = OrderedDict((k[len('architecture.'):], v)
@@ -239,6 +243,7 @@ def test_partial_match_keeps_mmengine_warning(setup, tmp_path):
     assert 'Iter(test)' in log and 'mIoU:' in log
 
 
+@pytest.mark.slow
 def test_teacher_checkpoint_of_another_model_stops_training(setup, tmp_path):
     """The student's weights as teacher_ckpt: same keys, other shapes, so nothing loads."""
     student = tmp_path / 'student.pth'
@@ -351,6 +356,7 @@ def test_sigkill_at_random_moments_then_resume_matches_uninterrupted_run(setup, 
     assert moved > 50  # the DiffKD branches are compared too
 
 
+@pytest.mark.slow
 def test_truncated_last_checkpoint_is_skipped_on_resume(setup, full_run, tmp_path):
     """The last checkpoint cut short (as a kill or a full disk leave it with a plain write):
     --resume warns, resumes from the previous one and finishes with the same weights."""
@@ -378,6 +384,7 @@ def test_truncated_last_checkpoint_is_skipped_on_resume(setup, full_run, tmp_pat
       'model.architecture.backbone.init_cfg.checkpoint=https://download.invalid/r18.pth']),
     ('model.teacher_ckpt', ['model.teacher_ckpt=https://download.invalid/r18.pth']),
 ])
+@pytest.mark.slow
 def test_failed_download_names_the_config_key(setup, tmp_path, key, option):
     """``.invalid`` never resolves, so this is the no-network case on any machine."""
     env = dict(os.environ, TORCH_HOME=str(tmp_path / 'torch_home'))
