@@ -11,6 +11,7 @@ import os.path as osp
 import pytest
 import torch
 from mmengine.config import Config
+from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 
 import diffkd_mm
@@ -59,13 +60,15 @@ def test_style_trains_logs_every_term_and_denoises_once(style, data_root, tmp_pa
     cfg.default_hooks.logger.interval = 1
     cfg.default_hooks.checkpoint.interval = ITERS + 1
     cfg.experiment_name = f'test_styles_{style}'
-    runner = Runner.from_cfg(cfg)
-
-    distiller = runner.model.distiller
-    predictor_calls = []
-    for branch in diffkd_branches(distiller):
-        branch.noise_predictor.register_forward_hook(lambda *a: predictor_calls.append(1))
-    runner.train()
+    # The runner makes its default scope (mmseg) the current one; restore the previous scope
+    # afterwards so that later tests build in theirs.
+    with DefaultScope.overwrite_default_scope(cfg.default_scope):
+        runner = Runner.from_cfg(cfg)
+        distiller = runner.model.distiller
+        predictor_calls = []
+        for branch in diffkd_branches(distiller):
+            branch.noise_predictor.register_forward_hook(lambda *a: predictor_calls.append(1))
+        runner.train()
 
     # 5 DDIM steps + 1 diffusion-loss call per level and iteration, whatever reads the output.
     assert len(predictor_calls) == ITERS * LEVELS * 6
