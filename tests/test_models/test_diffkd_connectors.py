@@ -159,6 +159,10 @@ def _with(cfg, **changes):
     (dict(distill_losses__loss_diffkd=None, loss_forward_mappings__loss_diffkd=None),
      r"loss_forward_mappings.loss_pkd.preds_S: connector 'diffkd_s' \(DiffKDStudentConnector\) "
      'is trained by no DiffKDDiffusionLoss'),
+    (dict(distill_losses__loss_diffkd__teacher_connector=None,
+          loss_forward_mappings__loss_diffkd__target__connector=None),
+     r"loss_forward_mappings.loss_pkd.preds_T: connector 'diffkd_t' \(DiffKDTeacherConnector\) "
+     'is trained by no DiffKDDiffusionLoss'),
     (dict(distill_losses__loss_diffkd__student_connector='diffkd_x'),
      r"distill_losses.loss_diffkd.student_connector = 'diffkd_x' is not in connectors "
      r'\(diffkd_s, diffkd_t\)'),

@@ -81,12 +81,15 @@ class DiffKDDistiller(ConfigurableDistiller):
             for arg, record in mapping.items():
                 connector = record.get('connector')
                 found = self.connectors[connector] if connector in self.connectors else None
-                if isinstance(found, DiffKDStudentConnector) and connector not in trained_by:
+                # A denoiser, or an AE, that nothing trains would never learn.
+                untrained = isinstance(found, DiffKDStudentConnector) or (
+                    isinstance(found, DiffKDTeacherConnector) and found.autoencoders is not None)
+                if untrained and connector not in trained_by:
                     raise ValueError(
                         f'loss_forward_mappings.{mapping_name}.{arg}: connector {connector!r} '
-                        '(DiffKDStudentConnector) is trained by no DiffKDDiffusionLoss entry; '
+                        f'({type(found).__name__}) is trained by no DiffKDDiffusionLoss entry; '
                         f'add one to distill_losses: dict(type=\'DiffKDDiffusionLoss\', '
-                        f'student_connector={connector!r}, teacher_connector=...).')
+                        'student_connector=..., teacher_connector=...).')
 
     def _connector(self, loss_name: str, key: str, connector: str, expected: type):
         found = self.connectors[connector] if connector in self.connectors else None
