@@ -225,12 +225,60 @@ def test_level_count_mismatch():
     (dict(share_branch=True, num_levels=2, teacher_channels=[8, 16]), 'share_branch'),
     (dict(inference_steps=501), 'inference_steps'),
     (dict(tau=0), 'tau'),
+    (dict(target_norm='batch'), 'target_norm must be one of'),
 ])
 def test_bad_config_values(kwargs, match):
     args = dict(student_channels=4, teacher_channels=8)
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         DiffKDLoss(**args)
+
+
+def test_standardize_channels_removes_only_each_channels_scale():
+    from diffkd_mm.models.diffkd.target import standardize_channels
+    x = torch.randn(3, 4, 5, 5) * torch.tensor([1., 10., 1e3, 1e5]).view(1, 4, 1, 1) + 7
+    z = standardize_channels(x)
+    torch.testing.assert_close(z.mean(dim=(0, 2, 3)), torch.zeros(4), atol=1e-5, rtol=0)
+    torch.testing.assert_close(z.var(dim=(0, 2, 3), unbiased=False), torch.ones(4), atol=1e-3,
+                               rtol=0)
+    # Positions and samples keep their order and relative distances within a channel.
+    for c in range(4):
+        torch.testing.assert_close(z[:, c], (x[:, c] - x[:, c].mean()) / x[:, c].std(
+            unbiased=False), rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize('ae_channels', [None, 8])
+def test_huge_teacher_features_give_unit_scale_terms(ae_channels):
+    """An untrained deep teacher's FPN reaches 1e5: with the default target_norm every term
+    of the first call is of order 1 (and identical to the call on a unit-scale teacher); with the
+    teacher's raw scale (target_norm=None, official) the KD and AE terms are ~1e10."""
+    torch.manual_seed(0)
+    s = [torch.randn(2, 4, 6, 6), torch.randn(2, 4, 3, 3)]
+    t = [torch.randn(2, 16, 6, 6), torch.randn(2, 16, 3, 3)]
+    huge = [x * 1e5 for x in t]
+
+    def terms(target_norm, teacher):
+        torch.manual_seed(0)
+        loss = DiffKDLoss(4, 16, num_levels=2, ae_channels=ae_channels,
+                          **({} if target_norm == 'default' else dict(target_norm=target_norm)))
+        torch.manual_seed(1)
+        return logged_terms(loss, s, teacher)[1]
+
+    default = terms('default', huge)
+    assert all(0 < default[k] < 10 for k in ('kd', 'ddim') + (('ae', ) if ae_channels else ()))
+    unit = terms('default', t)
+    for key in default:
+        assert default[key] == pytest.approx(unit[key], rel=1e-3), key
+    raw = terms(None, huge)
+    assert raw['ae' if ae_channels else 'kd'] > 1e8
+
+
+def test_target_norm_auto_standardises_features_and_leaves_logits():
+    assert DiffKDLoss(4, 8).target_norm == 'channel'
+    assert DiffKDLoss(4, 8).branch(0).target_norm == 'channel'
+    assert DiffKDLoss(10, 10, kernel_size=1).target_norm is None
+    assert DiffKDLoss(10, 10, kernel_size=1, kd_loss='kl').target_norm is None
+    assert DiffKDLoss(4, 8, target_norm=None).branch(0).target_norm is None
 
 
 def _nan_levels():

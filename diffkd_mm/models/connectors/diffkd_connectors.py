@@ -16,9 +16,10 @@ from torch import nn
 
 from mmrazor.models.architectures.connectors.base_connector import BaseConnector
 from mmrazor.registry import MODELS
-from ..diffkd.autoencoder import LinearAutoEncoder, encode_target
+from ..diffkd.autoencoder import LinearAutoEncoder
 from ..diffkd.levels import (Features, as_levels, build_branches, check_channels,
                              check_num_levels, from_maps, per_level, to_maps)
+from ..diffkd.target import check_target_norm, encode_target
 from ..losses.multi_term import DISTILL_PREFIX
 
 
@@ -154,6 +155,9 @@ class DiffKDTeacherConnector(_LinkedConnector):
         ae_channels (int | Sequence[int], optional): Latent channels of the AE; None (default)
             uses no AE.
         num_levels (int): Levels per call. Defaults to 1.
+        target_norm (str, optional): ``'channel'`` (default) standardises each teacher channel
+            over batch and positions first (see :class:`~diffkd_mm.models.losses.DiffKDLoss`);
+            None keeps the teacher's scale (official; use it for logits).
         init_cfg (dict, optional): mmengine initialisation config.
     """
 
@@ -161,9 +165,11 @@ class DiffKDTeacherConnector(_LinkedConnector):
                  teacher_channels: Union[int, Sequence[int]],
                  ae_channels: Optional[Union[int, Sequence[int]]] = None,
                  num_levels: int = 1,
+                 target_norm: Optional[str] = 'channel',
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg)
         owner = type(self).__name__
+        self.target_norm = check_target_norm(target_norm, owner)
         self.num_levels = check_num_levels(num_levels, owner)
         self.teacher_channels = per_level(teacher_channels, num_levels, owner,
                                           'teacher_channels')
@@ -195,7 +201,7 @@ class DiffKDTeacherConnector(_LinkedConnector):
             check_channels(x, self.teacher_channels[level], self.owner, 'feature',
                            'teacher_channels', level)
             ae = None if self.autoencoders is None else self.autoencoders[level]
-            target, loss_ae = encode_target(ae, x)
+            target, loss_ae = encode_target(ae, x, self.target_norm)
             outputs.append(from_maps(target, like=f))
             if loss_ae is not None:
                 losses.append(loss_ae)

@@ -1,8 +1,7 @@
 """The linear autoencoder that compresses the teacher feature into DiffKD's latent space."""
-from typing import Optional, Tuple
+from typing import Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from mmrazor.registry import MODELS
@@ -33,24 +32,3 @@ class LinearAutoEncoder(nn.Module):
         latent = self.encoder(x)
         return latent, self.decoder(latent)
 
-
-def encode_target(autoencoder: Optional[LinearAutoEncoder],
-                  teacher_feat: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """DiffKD's target for a teacher feature, and the AE's reconstruction loss.
-
-    The teacher feature is detached first: no DiffKD term trains the teacher, even with
-    ``teacher_trainable=True`` (the official code relies on the teacher being frozen).
-
-    Args:
-        autoencoder (LinearAutoEncoder, optional): None uses the teacher feature itself.
-        teacher_feat (Tensor): (B, C, H, W).
-
-    Returns:
-        tuple: the detached target ``z`` (B, L, H, W) and ``mse(rec, ft)`` (), or None
-        without an autoencoder.
-    """
-    teacher_feat = teacher_feat.detach()
-    if autoencoder is None:
-        return teacher_feat, None
-    latent, reconstruction = autoencoder(teacher_feat)
-    return latent.detach(), F.mse_loss(reconstruction, teacher_feat)

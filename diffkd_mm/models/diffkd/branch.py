@@ -8,11 +8,12 @@ from torch.utils.checkpoint import checkpoint
 
 from diffkd_mm import compat
 from mmrazor.registry import MODELS
-from .autoencoder import LinearAutoEncoder, encode_target
+from .autoencoder import LinearAutoEncoder
 from .compile import CompiledForward, CompileOption, check_compile_option
 from .ddim_scheduler import DDIMScheduler
 from .noise_adapter import NoiseAdapter
 from .noise_predictor import NoisePredictor, check_kernel_size
+from .target import check_target_norm, encode_target
 
 
 class DiffKDOutput(NamedTuple):
@@ -39,7 +40,8 @@ class DiffKDBranch(nn.Module):
     For a student feature ``fs`` (B, Cs, H, W) and a teacher feature ``ft`` (B, Ct, H, W):
 
     1. ``z = stopgrad(BN(conv1x1(ft)))`` with the optional linear AE (else ``z = ft``), and
-       ``loss_ae = mse(decoder(z), ft)``;
+       ``loss_ae = mse(decoder(z), ft)``, where ``ft`` is first standardised per channel with
+       ``target_norm='channel'``;
     2. ``s = conv1x1(fs)`` (Cs -> L), the student projection;
     3. ``g = adapter(s)`` and the start point ``x = g * s + (1 - g) * eps``;
     4. ``S`` deterministic DDIM steps ``x <- c_x x + c_eps eps_theta(x, t)``, gradients through all;
@@ -70,6 +72,10 @@ class DiffKDBranch(nn.Module):
             (outputs, gradients and BN statistics agree with eager to float rounding); the
             first iterations pay the compilation, and every new map size compiles again (see
             :class:`CompiledForward`): for fixed-size inputs. Defaults to False.
+        target_norm (str, optional): ``'channel'`` standardises the teacher feature per channel
+            (over batch and positions) before the AE or as the target, so every DiffKD term is
+            on a unit scale whatever the teacher's; None (default) keeps the teacher's scale, as
+            the official module does. See :func:`standardize_channels`.
     """
 
     def __init__(self,
@@ -82,8 +88,10 @@ class DiffKDBranch(nn.Module):
                  schedule_steps: Optional[int] = None,
                  output_norm: bool = True,
                  with_cp: bool = False,
-                 compile_predictor: CompileOption = False) -> None:
+                 compile_predictor: CompileOption = False,
+                 target_norm: Optional[str] = None) -> None:
         super().__init__()
+        self.target_norm = check_target_norm(target_norm, 'DiffKDBranch')
         check_kernel_size(kernel_size, 'DiffKDBranch')
         self.compile_options = check_compile_option(compile_predictor, 'DiffKDBranch',
                                                     'compile_predictor')
@@ -137,7 +145,7 @@ class DiffKDBranch(nn.Module):
 
     def encode_teacher(self, teacher_feat: torch.Tensor):
         """Returns ``(z, loss_ae)``: the detached target and the AE loss (None without AE)."""
-        return encode_target(self.autoencoder, teacher_feat)
+        return encode_target(self.autoencoder, teacher_feat, self.target_norm)
 
     def denoise(self, student_latent: torch.Tensor, noise: Optional[torch.Tensor] = None):
         """Noise-adapted start point, then the DDIM loop. Returns ``(x_0, g)``.

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from mmrazor.registry import MODELS
 from ..diffkd.levels import (Features, as_levels, build_branches, check_channels,
                              check_num_levels, from_maps, per_level, to_maps)
+from ..diffkd.target import check_target_norm
 from .multi_term import MultiTermLoss
 
 KD_LOSSES = ('mse', 'kl')
@@ -65,6 +66,13 @@ class DiffKDLoss(MultiTermLoss):
             raises an error instead.
         nonfinite (str): ``'raise'`` (default), ``'skip'`` or ``'ignore'``: see
             :class:`MultiTermLoss`.
+        target_norm (str, optional): ``'channel'`` standardises each teacher channel (over batch
+            and positions) before the AE or as the target, so the KD, diffusion and AE terms are
+            on a unit scale whatever the teacher's (deviation from the official code, which
+            uses the raw feature); None keeps the teacher's scale. ``'auto'`` (default) means
+            ``'channel'`` for spatial features (``kernel_size=3`` with ``kd_loss='mse'``) and None
+            for logits (``kernel_size=1`` or ``kd_loss='kl'``, where the temperature sets the
+            scale).
     """
 
     def __init__(self,
@@ -87,8 +95,12 @@ class DiffKDLoss(MultiTermLoss):
                  ae_loss_weight: float = 1.0,
                  share_branch: bool = False,
                  resize_student: Optional[str] = None,
-                 nonfinite: str = 'raise') -> None:
+                 nonfinite: str = 'raise',
+                 target_norm: Optional[str] = 'auto') -> None:
         super().__init__(nonfinite)
+        if target_norm == 'auto':
+            target_norm = 'channel' if kernel_size == 3 and kd_loss == 'mse' else None
+        self.target_norm = check_target_norm(target_norm, 'DiffKDLoss')
         self.num_levels = check_num_levels(num_levels, 'DiffKDLoss')
         if kd_loss not in KD_LOSSES:
             raise ValueError(f'DiffKDLoss: kd_loss must be one of {KD_LOSSES}, got {kd_loss!r}.')
@@ -113,7 +125,8 @@ class DiffKDLoss(MultiTermLoss):
             'DiffKDLoss', self.student_channels, self.teacher_channels, share_branch,
             kernel_size=kernel_size, ae_channels=ae_channels, inference_steps=inference_steps,
             num_train_timesteps=num_train_timesteps, schedule_steps=schedule_steps,
-            output_norm=output_norm, with_cp=with_cp, compile_predictor=compile_predictor)
+            output_norm=output_norm, with_cp=with_cp, compile_predictor=compile_predictor,
+            target_norm=self.target_norm)
 
     def branch(self, level: int):
         """The :class:`DiffKDBranch` that serves feature level ``level``."""
