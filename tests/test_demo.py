@@ -11,31 +11,52 @@ import diffkd_mm
 
 pytestmark = pytest.mark.slow  # subprocess runs of the tools (see pytest.ini)
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(diffkd_mm.__file__)))
+ROOT = osp.dirname(osp.abspath(osp.dirname(diffkd_mm.__file__)))
+METHODS = ('teacher', 'student', 'fitnet', 'pkd', 'diffkd')
 
 
-def test_quick_demo_writes_report(tmp_path):
+def _run(tmp_path, *args):
     env = dict(os.environ, DIFFKD_CACHE_DIR=str(tmp_path / 'cache'),
                DIFFKD_DATA_ROOT=str(tmp_path / 'data'))
     cmd = [sys.executable, osp.join(ROOT, 'tools', 'run_demo.py'), '--quick',
-           '--work-dir', str(tmp_path / 'work')]
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+           '--work-dir', str(tmp_path / 'work'), *args]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1500)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    last = out.stdout.strip().splitlines()[-1]
+    return out.stdout
+
+
+def test_quick_demo_runs_both_tasks_and_writes_report_and_records(tmp_path):
+    stdout = _run(tmp_path, '--seeds', '0', '1')
+    last = stdout.strip().splitlines()[-1]
     assert last.startswith('[demo] report: ') and last.endswith('report.md')
     report_dir = osp.dirname(last[len('[demo] report: '):])
-    for name in ('report.md', 'report.json', 'losses.png', 'gate.png', 'features.png'):
+    pictures = [f'{task}_{name}.png' for task in ('det', 'seg')
+                for name in ('diffkd_losses', 'diffkd_gate', 'diffkd_features', 'distill_terms')]
+    for name in ('report.md', 'results.json', *pictures):
         assert osp.getsize(osp.join(report_dir, name)) > 0, name
-    summary = json.load(open(osp.join(report_dir, 'report.json')))
-    assert set(summary['results']) == {'teacher', 'student', 'fitnet', 'diffkd'}
-    for role, res in summary['results'].items():
-        assert 0.0 <= res['metric'] <= 100.0, (role, res)
-        assert res['sec_per_iter'] > 0, (role, res)
+    records = json.load(open(osp.join(report_dir, 'results.json')))
+    assert {(r['task'], r['seed'], r['method']) for r in records} == {
+        (task, seed, method) for task in ('det', 'seg') for seed in (0, 1) for method in METHODS}
+    for r in records:
+        assert set(r) == {'task', 'seed', 'method', 'metric', 'value', 's_per_iter'}
+        assert r['metric'] == dict(det='mAP', seg='mIoU')[r['task']]
+        assert 0.0 <= r['value'] <= 100.0, r
+        assert r['s_per_iter'] > 0, r  # every model of this run was trained, none cached
     md = open(osp.join(report_dir, 'report.md')).read()
-    assert '| Student + DiffKD |' in md and '![' in md
-    # The teacher is cached: a second run reuses it and trains no teacher.
-    again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert '[demo] teacher: reusing' in again.stdout
-    runs = sorted(os.listdir(tmp_path / 'work'))
-    assert len(runs) == 2  # a new folder per run: nothing of the first is overwritten
+    assert '| Student + DiffKD |' in md and '| Student + PKD |' in md and '± ' in md
+    assert '## det' in md and '## seg' in md and '![' in md
+    # The teachers are cached: a second run reuses them and trains no teacher.
+    again = _run(tmp_path, '--task', 'seg', '--methods', 'student')
+    assert '[demo] seg seed 0 teacher: reusing' in again and 'teacher: training' not in again
+    assert len(os.listdir(tmp_path / 'work')) == 2  # a new folder per run: nothing overwritten
+
+
+def test_unknown_method_is_refused_before_any_training(tmp_path):
+    env = dict(os.environ, DIFFKD_CACHE_DIR=str(tmp_path / 'cache'),
+               DIFFKD_DATA_ROOT=str(tmp_path / 'data'))
+    out = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'run_demo.py'), '--quick',
+                          '--work-dir', str(tmp_path / 'work'), '--methods', 'fitnet', 'dfkd'],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode != 0
+    assert "no config" in out.stderr and "'dfkd'" in out.stderr and 'diffkd' in out.stderr
+    assert not osp.exists(tmp_path / 'data')  # nothing was drawn or trained

@@ -1,3 +1,7 @@
-from .runner import DemoSettings, run_demo
+from .runner import check_configs, run_demo, run_task
+from .settings import METHODS, QUICK_SCHEDULES, SCHEDULES, TASKS, DemoSettings, Schedule
 
-__all__ = ['DemoSettings', 'run_demo']
+__all__ = [
+    'METHODS', 'QUICK_SCHEDULES', 'SCHEDULES', 'TASKS', 'DemoSettings', 'Schedule',
+    'check_configs', 'run_demo', 'run_task'
+]

@@ -1,21 +1,39 @@
-"""The demo's report: a markdown table, loss curves, the noise-adapter weight, feature pictures."""
+"""The main job's report, written from plain records: tables, loss curves, feature pictures."""
 import json
 import os
 import os.path as osp
-from typing import Dict
+import shutil
+import statistics
+from typing import Dict, List, Optional, Sequence
+
+from ..fileio import atomic_write_text
+from .settings import DemoSettings, method_title
+
+#: Curves averaged over this many iterations before plotting (the raw ones are noisy).
+_SMOOTH = 10
 
 
-def _plot_curves(curves: Dict[str, list], keys, path: str, title: str, ylabel: str,
-                 logy: bool = False) -> bool:
+def _smooth(values: Sequence[float], window: int = _SMOOTH) -> List[float]:
+    out, acc = [], 0.0
+    for i, v in enumerate(values):
+        acc += v
+        if i >= window:
+            acc -= values[i - window]
+        out.append(acc / min(i + 1, window))
+    return out
+
+
+def _plot(series: Dict[str, Sequence[float]], path: str, title: str, ylabel: str,
+          logy: bool = False) -> bool:
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    keys = [k for k in keys if curves.get(k)]
-    if not keys:
+    series = {k: v for k, v in series.items() if v}
+    if not series:
         return False
     fig, ax = plt.subplots(figsize=(7, 3.8))
-    for key in keys:
-        ax.plot(range(1, len(curves[key]) + 1), curves[key], label=key, linewidth=1)
+    for label, values in series.items():
+        ax.plot(range(1, len(values) + 1), _smooth(values), label=label, linewidth=1)
     ax.set_xlabel('iteration')
     ax.set_ylabel(ylabel)
     if logy:
@@ -29,74 +47,119 @@ def _plot_curves(curves: Dict[str, list], keys, path: str, title: str, ylabel: s
     return True
 
 
-def _feature_picture(runner, path: str) -> bool:
-    from ..visualization import denoising_figure, record_denoising
-    algorithm = runner.model
-    losses = algorithm.distiller.distill_losses
-    name = next((n for n, m in losses.items() if type(m).__name__ == 'DiffKDLoss'), None)
-    if name is None:
-        return False
-    batch = next(iter(runner.val_dataloader))
-    denoising_figure(record_denoising(algorithm, batch, name), path)
-    return True
+def distill_term(curves: Dict[str, list], method: str) -> Optional[List[float]]:
+    """The matching term of a run per iteration: DiffKD's ``_kd`` terms, or the sum of the
+    other methods' distillation losses. None for a run without distillation."""
+    keys = [k for k in curves if k.startswith('distill.')]
+    if method.startswith('diffkd'):
+        keys = [k for k in keys if k.endswith('_kd')]
+    else:
+        keys = [k for k in keys if not k.endswith('_gate')]
+    if not keys:
+        return None
+    return [sum(vals) for vals in zip(*(curves[k] for k in keys))]
 
 
-def write_report(run_dir: str, settings, results: Dict[str, dict], metric: str,
-                 total_sec: float) -> str:
-    """Write ``report.md``, ``report.json`` and the pictures into ``<run_dir>/report``."""
-    from .runner import ROLE_TITLES
+def _mean_std(values: List[float]) -> str:
+    if len(values) == 1:
+        return f'{values[0]:.2f}'
+    return f'{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}'
+
+
+def task_table(records: List[dict], task: str) -> List[str]:
+    """Markdown rows: one per method, a column per seed, the mean ± std, the gap closed and
+    the median seconds per iteration."""
+    rows = [r for r in records if r['task'] == task]
+    seeds = sorted({r['seed'] for r in rows})
+    methods = list(dict.fromkeys(r['method'] for r in rows))
+    value = {(r['method'], r['seed']): r for r in rows}
+    metric = rows[0]['metric']
+    head = [f'| model | ' + ' | '.join(f'seed {s}' for s in seeds) +
+            f' | mean{" ± std" if len(seeds) > 1 else ""} | gap closed | s / iter |',
+            '|---' * (len(seeds) + 4) + '|']
+    student = [value[('student', s)]['value'] for s in seeds if ('student', s) in value]
+    teacher = [value[('teacher', s)]['value'] for s in seeds if ('teacher', s) in value]
+    gap = (statistics.mean(teacher) - statistics.mean(student)) if student and teacher else None
+    for method in methods:
+        vals = [value[(method, s)]['value'] for s in seeds if (method, s) in value]
+        cells = [f'{value[(method, s)]["value"]:.2f}' if (method, s) in value else '-'
+                 for s in seeds]
+        closed = '-'
+        if gap and method not in ('teacher', 'student'):
+            closed = f'{(statistics.mean(vals) - statistics.mean(student)) / gap:+.0%}'
+        times = [value[(method, s)]['s_per_iter'] for s in seeds
+                 if (method, s) in value and value[(method, s)]['s_per_iter']]
+        spi = f'{statistics.median(times):.3f}' if times else '- (cached)'
+        head.append(f'| {method_title(method)} | ' + ' | '.join(cells) +
+                    f' | {_mean_std(vals)} | {closed} | {spi} |')
+    return [f'{metric} (%) on the validation split of each seed.', ''] + head
+
+
+def write_report(run_dir: str, settings: DemoSettings, records: List[dict],
+                 total_sec: float) -> Dict[str, str]:
+    """Write ``report.md``, ``results.json`` (the records, without curves) and the pictures
+    into ``<run_dir>/report``.
+
+    Returns:
+        dict: ``report`` and ``results``, the paths written.
+    """
     out = osp.join(run_dir, 'report')
     os.makedirs(out, exist_ok=True)
-    base = results['student'].get('sec_per_iter')
-    rows = []
-    for role, res in results.items():
-        spi = res.get('sec_per_iter')
-        rel = f'{spi / base:.2f}x' if spi and base else '-'
-        note = ' (cached teacher)' if res.get('cached') else ''
-        rows.append(f'| {ROLE_TITLES[role]}{note} | {res["metric"]:.2f} | '
-                    f'{spi:.3f} | {rel} |' if spi else
-                    f'| {ROLE_TITLES[role]}{note} | {res["metric"]:.2f} | - | - |')
-
-    diffkd_curves = results['diffkd']['curves']
-    term_keys = sorted(k for k in diffkd_curves if k.startswith('distill.loss_diffkd')
-                       and k.endswith(('_kd', '_ddim', '_ae')))
-    task_keys = sorted(k for k in diffkd_curves if k.startswith('student.') and 'loss' in k)
-    gate_keys = sorted(k for k in diffkd_curves if k.endswith('_gate'))
-    pictures = []
-    if _plot_curves(diffkd_curves, term_keys + task_keys, osp.join(out, 'losses.png'),
-                    'DiffKD run: each loss term per iteration', 'loss', logy=True):
-        pictures.append(('Loss terms of the DiffKD run', 'losses.png'))
-    if _plot_curves(diffkd_curves, gate_keys, osp.join(out, 'gate.png'),
-                    'Noise adapter: mean weight g of the student feature in the start point',
-                    'g'):
-        pictures.append(('Noise-adapter weight g over training', 'gate.png'))
-    runner = results['diffkd'].get('runner')
-    if runner is not None and _feature_picture(runner, osp.join(out, 'features.png')):
-        pictures.append(('Student / denoised student / teacher feature maps (validation images)',
-                         'features.png'))
-
-    s = settings
-    lines = [
-        f'# DiffKD demo report ({s.task}, embedded synthetic data)', '',
-        f'Teacher {s.teacher_iters} iterations; every student {s.student_iters} iterations, same '
-        f'schedule, seed {s.seed}; {s.num_train} training and {s.num_val} validation images. '
-        f'Metric: {metric} on the validation split (mmseg IoUMetric), in percent. '
-        'Time: median seconds per training iteration (after 5 warm-up iterations) in this run; '
-        f'the whole run took {total_sec / 60:.1f} min.', '',
-        f'| model | {metric} | s / iter | time vs student |', '|---|---|---|---|', *rows, '',
-    ]
-    better = results['diffkd']['metric'] - results['student']['metric']
-    vs_fitnet = results['diffkd']['metric'] - results['fitnet']['metric']
-    lines += [f'DiffKD vs no KD: {better:+.2f} {metric}; DiffKD vs FitNet: {vs_fitnet:+.2f} '
-              f'{metric} (one seed: differences of this size can be noise).', '']
-    for title, fname in pictures:
-        lines += [f'## {title}', '', f'![{title}]({fname})', '']
+    lines = ['# DiffKD main job: embedded detection and segmentation', '',
+             f'Seeds {list(settings.seeds)}; each seed draws its own data and trains its own '
+             'teacher, then every student on one schedule. The whole run took '
+             f'{total_sec / 60:.1f} min.', '']
+    for task in settings.tasks:
+        sched = settings.schedules[task]
+        lines += [f'## {task}', '',
+                  f'Teacher {sched.teacher_iters} iterations, every student '
+                  f'{sched.student_iters}; {sched.num_train} training and {sched.num_val} '
+                  'validation images. s / iter: median seconds per training iteration '
+                  '(after 5 warm-up iterations), median over seeds.', '',
+                  *task_table(records, task), '']
+        runs = {r['method']: r for r in records
+                if r['task'] == task and r['seed'] == settings.seeds[0]}
+        lines += _pictures(out, task, runs)
     path = osp.join(out, 'report.md')
-    with open(path, 'w') as f:
-        f.write('\n'.join(lines))
-    summary = {role: {k: v for k, v in res.items() if k in ('metric', 'sec_per_iter', 'cached')}
-               for role, res in results.items()}
-    with open(osp.join(out, 'report.json'), 'w') as f:
-        json.dump(dict(task=s.task, metric=metric, settings=vars(s), total_sec=total_sec,
-                       results=summary), f, indent=2)
-    return path
+    atomic_write_text(path, '\n'.join(lines))
+    results = osp.join(out, 'results.json')
+    plain = [{k: r[k] for k in ('task', 'seed', 'method', 'metric', 'value', 's_per_iter')}
+             for r in records]
+    atomic_write_text(results, json.dumps(plain, indent=1))
+    return dict(report=path, results=results)
+
+
+def _pictures(out: str, task: str, runs: Dict[str, dict]) -> List[str]:
+    """Curves and feature maps of the first seed's runs of a task, as markdown lines."""
+    lines = []
+    diffkd = runs.get('diffkd')
+    if diffkd is not None:
+        curves = diffkd['curves']
+        terms = {k[len('distill.'):]: v for k, v in curves.items()
+                 if k.startswith('distill.') and k.endswith(('_kd', '_ddim', '_ae'))}
+        terms.update({k: v for k, v in curves.items() if k.startswith('student.loss')})
+        name = f'{task}_diffkd_losses.png'
+        if _plot(terms, osp.join(out, name), f'{task}: DiffKD run, each loss term', 'loss',
+                 logy=True):
+            lines += ['### DiffKD loss terms', '', f'![DiffKD loss terms]({name})', '']
+        gates = {k: v for k, v in curves.items() if k.endswith('_gate')}
+        name = f'{task}_diffkd_gate.png'
+        if _plot(gates, osp.join(out, name),
+                 f'{task}: noise-adapter weight g of the student feature', 'g'):
+            lines += ['### Noise-adapter weight g', '', f'![gate]({name})', '']
+        if diffkd.get('picture'):
+            name = f'{task}_diffkd_features.png'
+            shutil.copyfile(diffkd['picture'], osp.join(out, name))
+            lines += ['### Student / denoised student / teacher feature maps', '',
+                      f'![features]({name})', '']
+    relative = {}
+    for method, run in runs.items():
+        term = distill_term(run.get('curves', {}), method)
+        if term and term[0] > 0:
+            relative[method_title(method)] = [v / term[0] for v in term]
+    name = f'{task}_distill_terms.png'
+    if _plot(relative, osp.join(out, name),
+             f'{task}: each method\'s matching term, relative to its first iteration',
+             'term / first value', logy=True):
+        lines += ['### Matching term of each KD method', '', f'![matching terms]({name})', '']
+    return lines

@@ -1,16 +1,17 @@
-"""The main job: teacher -> student without KD, with FitNet and with DiffKD, measured and reported.
+"""The main job: per task and seed, a teacher, then students without KD and with each KD method.
 
 Every model is trained by mmengine's Runner from the configs in ``configs/diffkd/demo/`` on the
-embedded synthetic dataset, with the same schedule and seed, and evaluated with the stock metric.
-The teacher is trained once and cached (keyed by everything that defines it).
+embedded synthetic dataset of its seed, with the same schedule, and evaluated with the stock
+metric (mmdet's ``CocoMetric``, mmseg's ``IoUMetric``). A teacher is trained once per task and
+seed and cached (keyed by everything that defines it). Results are plain records; the report is
+written from them.
 """
-import dataclasses
 import hashlib
 import json
 import os
 import os.path as osp
 import time
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import numpy as np
 from mmengine.config import Config
@@ -18,40 +19,20 @@ from mmengine.runner import Runner
 
 from ..datasets import ensure_dataset
 from ..engine.checkpoint import CheckpointGuard, load_checkpoint_file, save_checkpoint_atomic
+from .report import write_report
+from .settings import TASK_METRICS, DemoSettings, Schedule
 
-ROLES = ('teacher', 'student', 'fitnet', 'diffkd')
-ROLE_TITLES = dict(teacher='Teacher', student='Student (no KD)', fitnet='Student + FitNet (MSE)',
-                   diffkd='Student + DiffKD')
-TASK_METRIC = dict(seg='mIoU')
-
-
-@dataclasses.dataclass
-class DemoSettings:
-    """What one demo run does. The defaults are the README's main job (~10 min on 2 cores)."""
-    task: str = 'seg'
-    teacher_iters: int = 500
-    student_iters: int = 400
-    num_train: int = 400
-    num_val: int = 100
-    seed: int = 0
-    config_dir: Optional[str] = None  # default: the package's configs/diffkd/demo
-    cache_dir: Optional[str] = None  # default: $DIFFKD_CACHE_DIR or ~/.cache/diffkd_mm
-    log_interval: int = 20
-
-    def __post_init__(self):
-        if self.task not in TASK_METRIC:
-            raise ValueError(f'task must be one of {sorted(TASK_METRIC)}, got {self.task!r}')
-        for name in ('teacher_iters', 'student_iters', 'num_train', 'num_val', 'log_interval'):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f'{name} must be a positive int, got {value!r}')
+#: Logged scalars that are not curves worth plotting.
+_NOT_CURVES = ('train/time', 'train/data_time', 'train/lr')
 
 
-def _default_config_dir() -> str:
+def default_config_dir() -> str:
+    """The checkout's ``configs/diffkd/demo`` (preferred: it is what a user edits), else the
+    copy installed inside the package."""
     import diffkd_mm
     pkg = osp.dirname(diffkd_mm.__file__)
-    for candidate in (osp.join(pkg, '.mim', 'configs', 'diffkd', 'demo'),
-                      osp.join(osp.dirname(pkg), 'configs', 'diffkd', 'demo')):
+    for candidate in (osp.join(osp.dirname(pkg), 'configs', 'diffkd', 'demo'),
+                      osp.join(pkg, '.mim', 'configs', 'diffkd', 'demo')):
         if osp.isdir(candidate):
             return candidate
     raise FileNotFoundError('configs/diffkd/demo not found next to the diffkd_mm package')
@@ -63,11 +44,26 @@ def _cache_dir(settings: DemoSettings) -> str:
     return osp.join(root, 'demo')
 
 
-def _build_cfg(settings: DemoSettings, role: str, data_dir: str, work_dir: str,
-               max_iters: int, teacher_ckpt: Optional[str] = None) -> Config:
-    cfg = Config.fromfile(osp.join(settings.config_dir, f'{settings.task}_{role}.py'))
+def config_path(config_dir: str, task: str, method: str) -> str:
+    """``<config_dir>/<task>_<method>.py``, or a FileNotFoundError naming the method."""
+    path = osp.join(config_dir, f'{task}_{method}.py')
+    if not osp.isfile(path):
+        known = sorted(f[len(task) + 1:-3] for f in os.listdir(config_dir)
+                       if f.startswith(f'{task}_') and f.endswith('.py'))
+        raise FileNotFoundError(f'methods: no config {path} for method {method!r} of task '
+                                f'{task!r}; known: {known}')
+    return path
+
+
+def build_cfg(path: str, data_dir: str, work_dir: str, max_iters: int, seed: int,
+              log_interval: int, teacher_ckpt: Optional[str] = None) -> Config:
+    """A demo config with its data, schedule length, seed and teacher filled in."""
+    cfg = Config.fromfile(path)
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         cfg[loader].dataset.data_root = data_dir
+    for evaluator in ('val_evaluator', 'test_evaluator'):
+        if cfg[evaluator].get('ann_file'):  # CocoMetric reads the annotations itself
+            cfg[evaluator].ann_file = osp.join(data_dir, cfg[evaluator].ann_file)
     old_iters = cfg.train_cfg.max_iters
     cfg.train_cfg.max_iters = max_iters
     cfg.train_cfg.val_interval = max_iters
@@ -80,16 +76,25 @@ def _build_cfg(settings: DemoSettings, role: str, data_dir: str, work_dir: str,
         if sched.get('end', max_iters) > max_iters:
             sched.end = max_iters
     cfg.default_hooks.checkpoint.interval = max_iters
-    cfg.default_hooks.logger.interval = min(settings.log_interval, max_iters)
-    cfg.randomness = dict(seed=settings.seed)
+    cfg.default_hooks.logger.interval = min(log_interval, max_iters)
+    cfg.randomness = dict(seed=seed)
     cfg.work_dir = work_dir
     if teacher_ckpt is not None:
         cfg.model.teacher_ckpt = teacher_ckpt
     return cfg
 
 
-def _train(cfg: Config, metric: str) -> Dict[str, object]:
-    """Train, validate at the end, and return the metric, time per iteration and the logs."""
+def _metric(metrics: Dict[str, float], task: str) -> float:
+    _, key, scale = TASK_METRICS[task]
+    return float(metrics[key]) * scale
+
+
+def _train(cfg: Config, task: str, picture: Optional[str] = None) -> dict:
+    """Train, validate at the end; return the metric, seconds per iteration and the curves.
+
+    With ``picture``, the DiffKD feature maps of a validation batch are drawn there while the
+    trained model is at hand.
+    """
     runner = Runner.from_cfg(cfg)
     runner.train()
     hub = runner.message_hub
@@ -97,12 +102,26 @@ def _train(cfg: Config, metric: str) -> Dict[str, object]:
     skip = min(5, len(times) - 1)  # the first iterations include warm-up
     curves = {key[len('train/'):]: buf.data[0].tolist()
               for key, buf in hub.log_scalars.items()
-              if key.startswith('train/') and key not in ('train/time', 'train/data_time', 'train/lr')}
-    return dict(
-        metric=float(hub.get_scalar(f'val/{metric}').current()),
-        sec_per_iter=float(np.median(times[skip:])),
-        curves=curves,
-        runner=runner)
+              if key.startswith('train/') and key not in _NOT_CURVES}
+    _, key, _ = TASK_METRICS[task]
+    result = dict(value=_metric({key: hub.get_scalar(f'val/{key}').current()}, task),
+                  s_per_iter=float(np.median(times[skip:])), curves=curves)
+    if picture is not None and _feature_picture(runner, picture):
+        result['picture'] = picture
+    return result
+
+
+def _feature_picture(runner: Runner, path: str) -> bool:
+    from ..models.losses import DiffKDLoss
+    from ..visualization import denoising_figure, record_denoising
+    algorithm = runner.model
+    losses = getattr(getattr(algorithm, 'distiller', None), 'distill_losses', {})
+    name = next((n for n, m in losses.items() if isinstance(m, DiffKDLoss)), None)
+    if name is None:
+        return False
+    batch = next(iter(runner.val_dataloader))
+    denoising_figure(record_denoising(algorithm, batch, name), path)
+    return True
 
 
 def _cache_weights(ckpt: str, cached: str) -> None:
@@ -115,73 +134,108 @@ def _cache_weights(ckpt: str, cached: str) -> None:
     save_checkpoint_atomic(dict(state_dict=checkpoint['state_dict']), cached)
 
 
-def _teacher_key(settings: DemoSettings, cfg: Config, data_dir: str) -> str:
-    defining = dict(model=cfg.model.to_dict(), iters=settings.teacher_iters, seed=settings.seed,
+def _teacher_key(cfg: Config, sched: Schedule, seed: int, data_dir: str) -> str:
+    defining = dict(model=cfg.model.to_dict(), iters=sched.teacher_iters, seed=seed,
                     data=osp.basename(data_dir), optim=cfg.optim_wrapper.to_dict())
     return hashlib.sha1(json.dumps(defining, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def run_demo(work_dir: str, settings: Optional[DemoSettings] = None) -> Dict[str, object]:
-    """Run the whole demo into a new folder under ``work_dir`` and write the report there.
+def _teacher(settings: DemoSettings, task: str, seed: int, data_dir: str,
+             run_dir: str) -> dict:
+    """Train the teacher of (task, seed), or evaluate its cached weights."""
+    sched = settings.schedules[task]
+    cfg = build_cfg(config_path(settings.config_dir, task, 'teacher'), data_dir,
+                    osp.join(run_dir, 'teacher'), sched.teacher_iters, seed,
+                    settings.log_interval)
+    cached = osp.join(_cache_dir(settings),
+                      f'{task}_teacher_{_teacher_key(cfg, sched, seed, data_dir)}.pth')
+    if osp.isfile(cached):
+        print(f'[demo] {task} seed {seed} teacher: reusing {cached}', flush=True)
+        cfg.load_from = cached
+        metrics = Runner.from_cfg(cfg).val()
+        return dict(value=_metric(metrics, task), s_per_iter=None, curves={}, cached=True,
+                    ckpt=cached)
+    print(f'[demo] {task} seed {seed} teacher: training {sched.teacher_iters} iterations',
+          flush=True)
+    result = _train(cfg, task)
+    _cache_weights(osp.join(cfg.work_dir, f'iter_{sched.teacher_iters}.pth'), cached)
+    return dict(result, cached=False, ckpt=cached)
+
+
+def run_task(settings: DemoSettings, task: str, seed: int, run_dir: str) -> List[dict]:
+    """Teacher and every student of one task and seed.
+
+    Returns:
+        list[dict]: One record per model: ``task``, ``seed``, ``method``, ``metric`` (its
+        name), ``value`` (percent), ``s_per_iter`` (None for a cached teacher), ``curves``
+        (logged scalars per iteration), and ``picture`` for DiffKD students.
+    """
+    sched = settings.schedules[task]
+    data_dir = ensure_dataset(task, num_train=sched.num_train, num_val=sched.num_val, seed=seed)
+    print(f'[demo] {task} seed {seed} dataset: {data_dir}', flush=True)
+    task_dir = osp.join(run_dir, f'{task}_seed{seed}')
+    name = TASK_METRICS[task][0]
+    teacher = _teacher(settings, task, seed, data_dir, task_dir)
+    records = [dict(task=task, seed=seed, method='teacher', metric=name,
+                    **{k: v for k, v in teacher.items() if k != 'ckpt'})]
+    for method in settings.methods:
+        path = config_path(settings.config_dir, task, method)
+        print(f'[demo] {task} seed {seed} {method}: training {sched.student_iters} iterations',
+              flush=True)
+        cfg = build_cfg(path, data_dir, osp.join(task_dir, method), sched.student_iters, seed,
+                        settings.log_interval,
+                        teacher_ckpt=None if method == 'student' else teacher['ckpt'])
+        picture = osp.join(task_dir, f'{method}_features.png') if method.startswith(
+            'diffkd') else None
+        result = _train(cfg, task, picture)
+        records.append(dict(task=task, seed=seed, method=method, metric=name, **result))
+        print(f'[demo] {task} seed {seed} {method}: {name} {result["value"]:.2f}', flush=True)
+    return records
+
+
+def new_run_dir(work_dir: str) -> str:
+    """A new ``<work_dir>/<timestamp>[_n]`` folder: nothing of an earlier run is touched."""
+    run_dir = osp.join(osp.abspath(work_dir), time.strftime('%Y%m%d_%H%M%S'))
+    candidate, suffix = run_dir, 0
+    while True:
+        try:
+            os.makedirs(candidate)
+            return candidate
+        except FileExistsError:
+            suffix += 1
+            candidate = f'{run_dir}_{suffix}'
+
+
+def check_configs(settings: DemoSettings) -> None:
+    """Raise FileNotFoundError unless every (task, method) of ``settings`` has its config:
+    before any data is drawn or model trained."""
+    settings.config_dir = settings.config_dir or default_config_dir()
+    for task in settings.tasks:
+        for method in ('teacher', ) + tuple(settings.methods):
+            config_path(settings.config_dir, task, method)
+
+
+def run_demo(work_dir: str, settings: Optional[DemoSettings] = None) -> dict:
+    """Run the main job into a new folder under ``work_dir`` and write the report there.
 
     Args:
-        work_dir (str): Parent folder; the run goes to ``<work_dir>/<timestamp>/`` so nothing
-            already there is overwritten.
+        work_dir (str): Parent folder; the run goes to ``<work_dir>/<timestamp>/``.
         settings (DemoSettings, optional): What to run; defaults to the main job.
 
     Returns:
-        dict: ``run_dir``, ``report`` (path of report.md) and ``results`` (per role: metric,
-        seconds per iteration).
+        dict: ``run_dir``, ``report`` (path of report.md), ``results`` (path of the
+        records' JSON) and ``records`` (see :func:`run_task`, without curves).
     """
-    # Checkpoints of the demo load safely and are written atomically, as in tools/train.py.
-    with CheckpointGuard():
-        return _run_demo(work_dir, settings)
-
-
-def _run_demo(work_dir: str, settings: Optional[DemoSettings]) -> Dict[str, object]:
-    from .report import write_report
     started = time.perf_counter()
     settings = settings or DemoSettings()
-    settings.config_dir = settings.config_dir or _default_config_dir()
-    metric = TASK_METRIC[settings.task]
-    run_dir = osp.join(osp.abspath(work_dir), time.strftime('%Y%m%d_%H%M%S'))
-    suffix = 0
-    while osp.exists(run_dir + (f'_{suffix}' if suffix else '')):
-        suffix += 1
-    run_dir += f'_{suffix}' if suffix else ''
-    os.makedirs(run_dir)
-
-    data_dir = ensure_dataset(settings.task, num_train=settings.num_train,
-                              num_val=settings.num_val, seed=settings.seed)
-    print(f'[demo] dataset: {data_dir}', flush=True)
-
-    results = {}
-    teacher_cfg = _build_cfg(settings, 'teacher', data_dir, osp.join(run_dir, 'teacher'),
-                             settings.teacher_iters)
-    cache = _cache_dir(settings)
-    cached = osp.join(cache, f'{settings.task}_teacher_{_teacher_key(settings, teacher_cfg, data_dir)}.pth')
-    if osp.isfile(cached):
-        print(f'[demo] teacher: reusing {cached}', flush=True)
-        teacher_cfg.load_from = cached
-        runner = Runner.from_cfg(teacher_cfg)
-        metrics = runner.val()
-        results['teacher'] = dict(metric=float(metrics[metric]), sec_per_iter=None,
-                                  curves={}, cached=True)
-    else:
-        print(f'[demo] teacher: training {settings.teacher_iters} iterations', flush=True)
-        results['teacher'] = _train(teacher_cfg, metric)
-        ckpt = osp.join(teacher_cfg.work_dir, f'iter_{settings.teacher_iters}.pth')
-        _cache_weights(ckpt, cached)
-        results['teacher']['cached'] = False
-
-    for role in ROLES[1:]:
-        print(f'[demo] {ROLE_TITLES[role]}: training {settings.student_iters} iterations',
-              flush=True)
-        cfg = _build_cfg(settings, role, data_dir, osp.join(run_dir, role),
-                         settings.student_iters, teacher_ckpt=None if role == 'student' else cached)
-        results[role] = _train(cfg, metric)
-
-    report = write_report(run_dir, settings, results, metric, time.perf_counter() - started)
-    for res in results.values():
-        res.pop('runner', None)
-    return dict(run_dir=run_dir, report=report, results=results)
+    check_configs(settings)
+    run_dir = new_run_dir(work_dir)
+    records = []
+    # Checkpoints of the demo load safely and are written atomically, as in tools/train.py.
+    with CheckpointGuard():
+        for task in settings.tasks:
+            for seed in settings.seeds:
+                records += run_task(settings, task, seed, run_dir)
+    paths = write_report(run_dir, settings, records, time.perf_counter() - started)
+    return dict(run_dir=run_dir, **paths,
+                records=[{k: v for k, v in r.items() if k != 'curves'} for r in records])

@@ -1,0 +1,33 @@
+# Demo baseline PKD (mmrazor's PKDLoss) on the 4 FPN levels, as mmrazor's PKD recipes write it:
+# one entry per level. PKD standardises both features per channel and matches them with MSE;
+# the student's 32-channel levels are mapped to the teacher's 64 channels by a learned 1x1 conv
+# first (PKD itself needs equal channels).
+_base_ = ['./_base_/seg_runtime.py', './_base_/seg_models.py']
+
+teacher_ckpt = None  # set by tools/run_demo.py to the trained demo teacher
+_levels = range(4)
+model = dict(
+    _scope_='mmrazor',
+    type='SingleTeacherDistill',
+    architecture={{_base_.student_model}},
+    teacher={{_base_.teacher_model}},
+    teacher_ckpt=teacher_ckpt,
+    distiller=dict(
+        type='ConfigurableDistiller',
+        student_recorders=dict(fpn=dict(type='ModuleOutputs', source='neck')),
+        teacher_recorders=dict(fpn=dict(type='ModuleOutputs', source='neck')),
+        connectors={
+            f'student_proj{i}': dict(type='ConvModuleConnector', in_channel=32, out_channel=64,
+                                     kernel_size=1, norm_cfg=None, act_cfg=None)
+            for i in _levels
+        },
+        distill_losses={f'loss_pkd_fpn{i}': dict(type='PKDLoss', loss_weight=1.0)
+                        for i in _levels},
+        loss_forward_mappings={
+            f'loss_pkd_fpn{i}': dict(
+                preds_S=dict(from_student=True, recorder='fpn', data_idx=i,
+                             connector=f'student_proj{i}'),
+                preds_T=dict(from_student=False, recorder='fpn', data_idx=i))
+            for i in _levels
+        }))
+del _levels

@@ -1,0 +1,95 @@
+"""What the main job runs: tasks, methods, schedules and seeds."""
+import dataclasses
+from typing import Dict, Optional, Sequence, Tuple
+
+#: task -> (metric name in the report, key of the stock metric's result, scale to percent)
+TASK_METRICS = dict(det=('mAP', 'coco/bbox_mAP', 100.0), seg=('mIoU', 'mIoU', 1.0))
+TASKS = tuple(TASK_METRICS)
+#: The methods the main job compares by default; each is the config ``<task>_<method>.py``.
+METHODS = ('student', 'fitnet', 'pkd', 'diffkd')
+METHOD_TITLES = dict(teacher='Teacher', student='Student (no KD)', fitnet='Student + FitNet',
+                     pkd='Student + PKD', diffkd='Student + DiffKD')
+
+
+def method_title(method: str) -> str:
+    """``'diffkd_ae32'`` -> ``'Student + DiffKD (ae32)'``."""
+    if method in METHOD_TITLES:
+        return METHOD_TITLES[method]
+    base, _, variant = method.partition('_')
+    return f'{METHOD_TITLES.get(base, base)} ({variant})'
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    """The data and iterations of one task's runs."""
+    teacher_iters: int
+    student_iters: int
+    num_train: int
+    num_val: int
+
+
+#: The README's main job: both tasks in at most ~20 minutes on 2 CPU cores with the teachers to
+#: train (docs/demo.md has the measured times).
+SCHEDULES = dict(
+    det=Schedule(teacher_iters=600, student_iters=300, num_train=400, num_val=100),
+    seg=Schedule(teacher_iters=1000, student_iters=300, num_train=400, num_val=100))
+#: ``--quick``: a smoke run of the whole flow (numbers mean nothing).
+QUICK_SCHEDULES = {task: Schedule(teacher_iters=20, student_iters=10, num_train=24, num_val=8)
+                   for task in TASKS}
+
+
+@dataclasses.dataclass
+class DemoSettings:
+    """One run of the main job.
+
+    Args:
+        tasks (Sequence[str]): Among :data:`TASKS`. Defaults to both.
+        seeds (Sequence[int]): Each seed draws its own data, trains its own teacher (cached)
+            and its own students. Defaults to (0, ).
+        methods (Sequence[str]): Students to train, each a config ``<task>_<method>.py`` of
+            ``config_dir``. Defaults to :data:`METHODS`.
+        schedules (dict, optional): task -> :class:`Schedule`; defaults to :data:`SCHEDULES`.
+        config_dir (str, optional): Default: the package's ``configs/diffkd/demo``.
+        cache_dir (str, optional): Default: ``$DIFFKD_CACHE_DIR`` or ``~/.cache/diffkd_mm``.
+        log_interval (int): Logging interval of each run. Defaults to 20.
+    """
+    tasks: Sequence[str] = TASKS
+    seeds: Sequence[int] = (0, )
+    methods: Sequence[str] = METHODS
+    schedules: Optional[Dict[str, Schedule]] = None
+    config_dir: Optional[str] = None
+    cache_dir: Optional[str] = None
+    log_interval: int = 20
+
+    def __post_init__(self):
+        self.tasks = _unique(self.tasks, 'tasks')
+        self.seeds = _unique(self.seeds, 'seeds')
+        self.methods = _unique(self.methods, 'methods')
+        for task in self.tasks:
+            if task not in TASKS:
+                raise ValueError(f'tasks: {task!r} is not one of {TASKS}')
+        for seed in self.seeds:
+            if not isinstance(seed, int) or seed < 0:
+                raise ValueError(f'seeds must be ints >= 0, got {seed!r}')
+        for method in self.methods:
+            if method == 'teacher' or not method.replace('_', '').isalnum():
+                raise ValueError(f'methods: {method!r} is not a student method name such as '
+                                 f'{METHODS}')
+        self.schedules = dict(SCHEDULES, **(self.schedules or {}))
+        for task, sched in self.schedules.items():
+            for field in dataclasses.fields(Schedule):
+                value = getattr(sched, field.name)
+                if not isinstance(value, int) or value < 1:
+                    raise ValueError(f'schedules[{task!r}].{field.name} must be a positive int, '
+                                     f'got {value!r}')
+        if not isinstance(self.log_interval, int) or self.log_interval < 1:
+            raise ValueError(f'log_interval must be a positive int, got {self.log_interval!r}')
+
+
+def _unique(values, name: str) -> Tuple:
+    values = tuple(values)
+    if not values:
+        raise ValueError(f'{name} must not be empty')
+    if len(set(values)) != len(values):
+        raise ValueError(f'{name} has duplicates: {values}')
+    return values
