@@ -33,6 +33,10 @@ def parse_args(argv=None):
     p.add_argument('--student-iters', type=int,
                    help='iterations of each student run (default: per task, ' +
                    ', '.join(f'{t} {s.student_iters}' for t, s in SCHEDULES.items()) + ')')
+    p.add_argument('--loss-weight', type=float,
+                   help='loss_weight of every distillation entry of the KD students (DiffKD: '
+                   'its matching term), for choosing weights on held-out seeds (default: the '
+                   'configs\' weights)')
     p.add_argument('--quick', action='store_true',
                    help='a smoke run of the whole flow: a few iterations on a few images')
     return p.parse_args(argv)
@@ -48,7 +52,8 @@ def main(argv=None) -> int:
         schedules[task] = dataclasses.replace(schedules[task], **changes)
     try:
         settings = DemoSettings(tasks=tasks, seeds=args.seeds, methods=args.methods,
-                                schedules=schedules, log_interval=5 if args.quick else 20)
+                                schedules=schedules, log_interval=5 if args.quick else 20,
+                                loss_weight=args.loss_weight)
         check_configs(settings)
     except (ValueError, FileNotFoundError) as err:
         sys.exit(f'run_demo.py: {err}')

@@ -108,7 +108,9 @@ def write_report(run_dir: str, settings: DemoSettings, records: List[dict],
     lines = ['# DiffKD main job: embedded detection and segmentation', '',
              f'Seeds {list(settings.seeds)}; each seed draws its own data and trains its own '
              'teacher, then every student on one schedule. The whole run took '
-             f'{total_sec / 60:.1f} min.', '']
+             f'{total_sec / 60:.1f} min.' + (
+                 f' Every distillation loss weight set to {settings.loss_weight}.'
+                 if settings.loss_weight is not None else ''), '']
     for task in settings.tasks:
         sched = settings.schedules[task]
         lines += [f'## {task}', '',

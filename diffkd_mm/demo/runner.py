@@ -84,6 +84,14 @@ def build_cfg(path: str, data_dir: str, work_dir: str, max_iters: int, seed: int
     return cfg
 
 
+def set_loss_weights(cfg: Config, weight: float) -> None:
+    """Set ``loss_weight`` of every entry of ``model.distiller.distill_losses`` that has one
+    (DiffKD's diffusion-only entries have none: their terms keep their weights)."""
+    for entry in cfg.model.distiller.distill_losses.values():
+        if entry.get('type') != 'DiffKDDiffusionLoss':
+            entry.loss_weight = weight
+
+
 def _metric(metrics: Dict[str, float], task: str) -> float:
     _, key, scale = TASK_METRICS[task]
     return float(metrics[key]) * scale
@@ -185,6 +193,8 @@ def run_task(settings: DemoSettings, task: str, seed: int, run_dir: str) -> List
         cfg = build_cfg(path, data_dir, osp.join(task_dir, method), sched.student_iters, seed,
                         settings.log_interval,
                         teacher_ckpt=None if method == 'student' else teacher['ckpt'])
+        if settings.loss_weight is not None and method != 'student':
+            set_loss_weights(cfg, settings.loss_weight)
         picture = osp.join(task_dir, f'{method}_features.png') if method.startswith(
             'diffkd') else None
         result = _train(cfg, task, picture)

@@ -52,6 +52,9 @@ class DemoSettings:
         config_dir (str, optional): Default: the package's ``configs/diffkd/demo``.
         cache_dir (str, optional): Default: ``$DIFFKD_CACHE_DIR`` or ``~/.cache/diffkd_mm``.
         log_interval (int): Logging interval of each run. Defaults to 20.
+        loss_weight (float, optional): Sets ``loss_weight`` of every distillation loss entry
+            of the KD students (for DiffKD: the weight of its matching term), to compare
+            weights on held-out seeds; None (default) keeps the configs' weights.
     """
     tasks: Sequence[str] = TASKS
     seeds: Sequence[int] = (0, )
@@ -60,6 +63,7 @@ class DemoSettings:
     config_dir: Optional[str] = None
     cache_dir: Optional[str] = None
     log_interval: int = 20
+    loss_weight: Optional[float] = None
 
     def __post_init__(self):
         self.tasks = _unique(self.tasks, 'tasks')
@@ -82,6 +86,9 @@ class DemoSettings:
                 if not isinstance(value, int) or value < 1:
                     raise ValueError(f'schedules[{task!r}].{field.name} must be a positive int, '
                                      f'got {value!r}')
+        if self.loss_weight is not None and not (isinstance(self.loss_weight, (int, float))
+                                                 and self.loss_weight > 0):
+            raise ValueError(f'loss_weight must be a number > 0, got {self.loss_weight!r}')
         if not isinstance(self.log_interval, int) or self.log_interval < 1:
             raise ValueError(f'log_interval must be a positive int, got {self.log_interval!r}')
 

@@ -112,8 +112,8 @@ def test_slurm_scripts_call_srun_with_our_tools(tmp_path, script, args):
     ('train.py', ['--work-dir', '--resume', '--amp', '--auto-scale-lr', '--cfg-options',
                   '--launcher']),
     ('test.py', ['--work-dir', '--cfg-options', '--launcher']),
-    ('run_demo.py', ['--work-dir', '--task', '--seeds', '--methods', '--teacher-iters',
-                     '--student-iters', '--quick']),
+    ('run_demo.py', ['--work-dir', '--task', '--seeds', '--methods', '--loss-weight',
+                     '--teacher-iters', '--student-iters', '--quick']),
     ('model_converters/convert_kd_ckpt_to_student.py', ['--force']),
     ('analysis_tools/visualize_denoising.py', ['--out-dir', '--num-images', '--loss-name']),
 ])
