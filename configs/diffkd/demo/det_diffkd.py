@@ -1,0 +1,25 @@
+# Demo DiffKD on the 3 FPN levels (P3-P5): each student level (32 channels) is projected to the
+# teacher's width (64), denoised by 5 DDIM steps of a light diffusion model trained on the
+# teacher's level, and matched with MSE. One loss entry for the whole FPN tuple, one DiffKD
+# branch per level; official defaults otherwise.
+# The teacher runs only backbone + neck (FpnTeacherDistill): all that FPN distillation needs.
+_base_ = ['./_base_/det_runtime.py', './_base_/det_models.py']
+
+teacher_ckpt = None  # set by the demo runner to the trained demo teacher
+model = dict(
+    _scope_='mmrazor',
+    type='FpnTeacherDistill',
+    architecture={{_base_.student_model}},
+    teacher={{_base_.teacher_model}},
+    teacher_ckpt=teacher_ckpt,
+    distiller=dict(
+        type='DiffKDDistiller',
+        student_recorders=dict(fpn=dict(type='ModuleOutputs', source='neck')),
+        teacher_recorders=dict(fpn=dict(type='ModuleOutputs', source='neck')),
+        distill_losses=dict(
+            loss_diffkd=dict(
+                type='DiffKDLoss', student_channels=32, teacher_channels=64, num_levels=3)),
+        loss_forward_mappings=dict(
+            loss_diffkd=dict(
+                preds_S=dict(from_student=True, recorder='fpn'),
+                preds_T=dict(from_student=False, recorder='fpn')))))
