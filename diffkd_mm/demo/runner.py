@@ -112,8 +112,12 @@ def _train(cfg: Config, task: str, picture: Optional[str] = None) -> dict:
               for key, buf in hub.log_scalars.items()
               if key.startswith('train/') and key not in _NOT_CURVES}
     _, key, _ = TASK_METRICS[task]
-    result = dict(value=_metric({key: hub.get_scalar(f'val/{key}').current()}, task),
-                  s_per_iter=float(np.median(times[skip:])), curves=curves)
+    logged = hub.log_scalars.get(f'val/{key}')
+    if logged is None:  # CocoMetric logs nothing for a detector that detected nothing
+        print(f'[demo] {cfg.work_dir}: no val/{key} was logged (no detections): counted as 0',
+              flush=True)
+    value = 0.0 if logged is None else _metric({key: logged.current()}, task)
+    result = dict(value=value, s_per_iter=float(np.median(times[skip:])), curves=curves)
     if picture is not None and _feature_picture(runner, picture):
         result['picture'] = picture
     return result

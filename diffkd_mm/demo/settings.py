@@ -31,8 +31,8 @@ class Schedule:
 #: The README's main job: both tasks in at most ~20 minutes on 2 CPU cores with the teachers to
 #: train (docs/demo.md has the measured times).
 SCHEDULES = dict(
-    det=Schedule(teacher_iters=600, student_iters=300, num_train=400, num_val=100),
-    seg=Schedule(teacher_iters=1000, student_iters=300, num_train=400, num_val=100))
+    det=Schedule(teacher_iters=500, student_iters=200, num_train=400, num_val=100),
+    seg=Schedule(teacher_iters=800, student_iters=300, num_train=400, num_val=100))
 #: ``--quick``: a smoke run of the whole flow (numbers mean nothing).
 QUICK_SCHEDULES = {task: Schedule(teacher_iters=20, student_iters=10, num_train=24, num_val=8)
                    for task in TASKS}

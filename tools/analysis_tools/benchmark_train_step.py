@@ -133,6 +133,9 @@ DIFFKD_OPTIONS = dict(
     diffkd_compile=dict(compile_predictor=True),
     diffkd_3steps=dict(inference_steps=3),
     diffkd_ae128=dict(ae_channels=128),
+    diffkd_ae64=dict(ae_channels=64),
+    diffkd_3steps_ae128=dict(inference_steps=3, ae_channels=128),
+    diffkd_raw=dict(target_norm=None),
     diffkd_ae128_compile=dict(ae_channels=128, compile_predictor=True),
     diffkd_3steps_ae128_compile=dict(inference_steps=3, ae_channels=128, compile_predictor=True),
 )
