@@ -190,6 +190,7 @@ def run_task(settings: DemoSettings, task: str, seed: int, run_dir: str) -> List
     teacher = _teacher(settings, task, seed, data_dir, task_dir)
     records = [dict(task=task, seed=seed, method='teacher', metric=name,
                     **{k: v for k, v in teacher.items() if k != 'ckpt'})]
+    print(f'[demo] {task} seed {seed} teacher: {name} {teacher["value"]:.2f}', flush=True)
     for method in settings.methods:
         path = config_path(settings.config_dir, task, method)
         print(f'[demo] {task} seed {seed} {method}: training {sched.student_iters} iterations',
