@@ -1,7 +1,9 @@
 # Demo DiffKD on the 3 FPN levels (P3-P5): each student level (32 channels) is projected to the
 # teacher's width (64), denoised by 5 DDIM steps of a light diffusion model trained on the
 # teacher's level, and matched with MSE. One loss entry for the whole FPN tuple, one DiffKD
-# branch per level; official defaults otherwise.
+# branch per level; the class defaults otherwise: no AE, and the teacher standardised per
+# channel (target_norm='auto' -> 'channel'; det_diffkd_raw.py keeps the raw scale). KD weight 1:
+# the best of {1, 3, 10} on the held-out seed 100 (11.1, 8.9, 10.4 mAP).
 # The teacher runs only backbone + neck (FpnTeacherDistill): all that FPN distillation needs.
 _base_ = ['./_base_/det_runtime.py', './_base_/det_models.py']
 
