@@ -32,7 +32,10 @@ model = dict(
                 student_channels=512,
                 teacher_channels=512,
                 kernel_size=3,
-                ae_channels=1024),
+                ae_channels=1024,
+                # The official ImageNet recipe: the AE on the raw layer4 feature (post-ReLU, of
+                # order 1), not its per-channel standardisation (the default for dense features).
+                target_norm=None),
             loss_diffkd_logits=dict(
                 type='DiffKDLoss',
                 student_channels=1000,

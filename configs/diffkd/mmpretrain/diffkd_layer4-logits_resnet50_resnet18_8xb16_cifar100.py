@@ -47,7 +47,10 @@ model = dict(
         distill_losses=dict(
             loss_diffkd_feat=dict(
                 type='DiffKDLoss', student_channels=512, teacher_channels=2048,
-                ae_channels=512),
+                ae_channels=512,
+                # The official ImageNet recipe: the AE on the raw layer4 feature (post-ReLU, of
+                # order 1), not its per-channel standardisation (the default for dense features).
+                target_norm=None),
             loss_diffkd_logits=dict(
                 type='DiffKDLoss', student_channels=100, teacher_channels=100, kernel_size=1,
                 kd_loss='kl', tau=1.0)),
