@@ -74,7 +74,7 @@ def task_table(records: List[dict], task: str) -> List[str]:
     methods = list(dict.fromkeys(r['method'] for r in rows))
     value = {(r['method'], r['seed']): r for r in rows}
     metric = rows[0]['metric']
-    head = [f'| model | ' + ' | '.join(f'seed {s}' for s in seeds) +
+    head = ['| model | ' + ' | '.join(f'seed {s}' for s in seeds) +
             f' | mean{" ± std" if len(seeds) > 1 else ""} | gap closed | s / iter |',
             '|---' * (len(seeds) + 4) + '|']
     student = [value[('student', s)]['value'] for s in seeds if ('student', s) in value]
