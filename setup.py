@@ -9,7 +9,6 @@ import os.path as osp
 import shutil
 import sys
 import warnings
-
 from setuptools import find_packages, setup
 
 ROOT = osp.dirname(osp.abspath(__file__))
@@ -96,6 +95,5 @@ if __name__ == '__main__':
         extras_require={
             'mim': parse_requirements('requirements/mminstall.txt'),
             'tests': parse_requirements('requirements/tests.txt'),
-            'optional': parse_requirements('requirements/optional.txt'),
         },
         zip_safe=False)

@@ -26,11 +26,10 @@ from collections.abc import Mapping
 from typing import Optional
 
 BACKEND_CONFIG_MODULE = 'mmrazor.structures.quantization.backend_config'
-_BACKEND_CONFIG_FUNCTIONS = (
-    'get_native_backend_config', 'get_native_backend_config_dict',
-    'get_academic_backend_config', 'get_academic_backend_config_dict',
-    'get_openvino_backend_config', 'get_openvino_backend_config_dict',
-    'get_tensorrt_backend_config', 'get_tensorrt_backend_config_dict')
+_BACKEND_CONFIG_FUNCTIONS = ('get_native_backend_config', 'get_native_backend_config_dict',
+                             'get_academic_backend_config', 'get_academic_backend_config_dict',
+                             'get_openvino_backend_config', 'get_openvino_backend_config_dict',
+                             'get_tensorrt_backend_config', 'get_tensorrt_backend_config_dict')
 
 #: The import error that made :func:`apply` install the stand-in, else None.
 QUANTIZATION_IMPORT_ERROR: Optional[BaseException] = None
@@ -79,7 +78,8 @@ def _unavailable_function(name: str):
 
 
 def _make_backend_config_standin() -> types.ModuleType:
-    module = types.ModuleType(BACKEND_CONFIG_MODULE, 'diffkd_mm stand-in: ' + __doc__.split('\n')[0])
+    module = types.ModuleType(BACKEND_CONFIG_MODULE,
+                              'diffkd_mm stand-in: ' + __doc__.split('\n')[0])
     module.__file__ = __file__
     module.BackendConfigs = _UnavailableBackendConfigs()
     for name in _BACKEND_CONFIG_FUNCTIONS:
@@ -115,48 +115,3 @@ def apply() -> bool:
     sys.modules[BACKEND_CONFIG_MODULE] = _make_backend_config_standin()
     importlib.import_module('mmrazor.structures')
     return True
-
-
-# ---------------------------------------------------------------------------------------------
-# torch-version-dependent behaviour of diffkd_mm itself. CI runs two stacks, torch 2.1.2 (the
-# torch of OpenMMLab's install guide and prebuilt mmcv wheels) and torch 2.14.1; what differs
-# between them is decided here and nowhere else.
-# ---------------------------------------------------------------------------------------------
-
-#: First torch where a ``torch.compile``'d function may run inside non-reentrant activation
-#: checkpointing (``torch.utils.checkpoint(..., use_reentrant=False)``), i.e. DiffKD's
-#: ``compile_predictor`` together with ``with_cp``. On torch 2.1.2 the first call compiles inside
-#: the checkpointed region, checkpoint's saved-tensor hooks see the compiler's tracing, and inductor
-#: fails ("Detected that you are using FX to symbolically trace a dynamo-optimized function");
-#: worse, the aborted checkpoint leaves torch's checkpoint state behind, so later, unrelated
-#: checkpointed calls fail ("A different number of tensors was saved during the original forward
-#: and recomputation"). Checked: 2.1.2 fails, 2.14.1 works (same math as eager within 1e-5);
-#: versions in between were not tried, so they are refused too. Lower this once one is verified.
-COMPILE_UNDER_CHECKPOINT_MIN_TORCH = (2, 14)
-
-
-def torch_version_tuple() -> tuple:
-    """``(major, minor)`` of the installed torch, e.g. ``(2, 1)`` for ``2.1.2+cu121``."""
-    import torch
-    major, minor = torch.__version__.split('+')[0].split('.')[:2]
-    return int(major), int(minor)
-
-
-def check_compile_under_checkpoint(owner: str) -> None:
-    """Refuse ``torch.compile`` inside activation checkpointing on a torch that cannot run it.
-
-    Called where both options are set, at construction, so that no training step starts (and no
-    checkpoint state is corrupted) before the problem is reported.
-
-    Raises:
-        RuntimeError: naming ``owner``, the torch version and the two ways out.
-    """
-    if torch_version_tuple() >= COMPILE_UNDER_CHECKPOINT_MIN_TORCH:
-        return
-    need = '.'.join(map(str, COMPILE_UNDER_CHECKPOINT_MIN_TORCH))
-    raise RuntimeError(
-        f'{owner}: compile_predictor with with_cp=True needs torch >= {need} (torch.compile '
-        f'inside torch.utils.checkpoint(use_reentrant=False)); this is torch {_torch_version()}, '
-        'where it fails and corrupts later checkpointed calls. Use one of the two options '
-        '(with_cp alone saves the memory, compile_predictor alone the time), or a newer torch. '
-        'See diffkd_mm/compat.py.')

@@ -1,22 +1,123 @@
-"""Writing files so that a reader never sees half of one."""
+"""Writing files and folders so that a reader never sees half of one.
+
+Every writer of the project goes through these helpers: a file is written to a hidden temporary
+file in the same folder and renamed over its destination (:func:`atomic_open`,
+:func:`atomic_write_text`); a folder is filled under a temporary name and renamed into place
+(:func:`publish_directory`). A rename within one file system is atomic on POSIX, so a kill, a full
+disk or a concurrent writer leaves either the previous content or the new one.
+"""
+import contextlib
 import os
 import os.path as osp
+import shutil
 import tempfile
+import uuid
+from typing import IO, Callable, Iterator
+
+
+def _fsync_folder(folder: str) -> None:
+    """Make a rename inside ``folder`` survive a power cut, where the file system can."""
+    with contextlib.suppress(OSError):  # not every file system can fsync a folder
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_open(path: str, mode: str = 'w') -> Iterator[IO]:
+    """Open a temporary file that replaces ``path`` when the ``with`` block ends without error.
+
+    The data are flushed and fsynced before the rename. On any exception (KeyboardInterrupt
+    included) the temporary file is removed and ``path`` is left as it was.
+
+    Args:
+        path (str): Destination (local file system); its folder is created if missing.
+        mode (str): ``'w'`` (text) or ``'wb'`` (bytes). Defaults to ``'w'``.
+
+    Yields:
+        IO: The open temporary file.
+    """
+    if mode not in ('w', 'wb'):
+        raise ValueError(f"mode must be 'w' or 'wb', got {mode!r}")
+    folder = osp.dirname(osp.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    # A unique name opened with 'x' rather than mkstemp, whose 0o600 mode would stay on the file.
+    tmp = osp.join(folder, f'.{osp.basename(path)}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp')
+    try:
+        with open(tmp, mode.replace('w', 'x')) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+    _fsync_folder(folder)
 
 
 def atomic_write_text(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename.
+    """Write ``text`` to ``path`` with :func:`atomic_open`."""
+    with atomic_open(path, 'w') as f:
+        f.write(text)
 
-    An interrupted write leaves the previous file (or none), never a truncated one.
+
+def publish_directory(target: str, fill: Callable[[str], None], owner_file: str,
+                      is_current: Callable[[str], bool]) -> bool:
+    """Fill a new folder under a temporary name next to ``target``, then rename it to ``target``.
+
+    Only folders this project created may be replaced: the first file written into the new folder
+    is ``owner_file``, and an existing non-empty ``target`` without it raises. ``fill`` should
+    write whatever makes ``is_current`` true last (a completion marker), so that a folder
+    interrupted half-way is never taken for a finished one.
+
+    Args:
+        target (str): Absolute destination folder.
+        fill (Callable[[str], None]): ``fill(folder)`` writes the content into ``folder``.
+        owner_file (str): Name of the (empty) file that marks a folder as created here.
+        is_current (Callable[[str], bool]): Whether a folder already holds what ``fill`` writes;
+            a current ``target`` published concurrently (another rank) is kept.
+
+    Returns:
+        bool: True if this call published ``target``, False if a concurrent call published an
+        equal folder first.
+
+    Raises:
+        FileExistsError: ``target`` exists, is not empty and was not created here.
     """
-    folder = osp.dirname(osp.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f'.{osp.basename(path)}.', suffix='.tmp')
+    if osp.lexists(target) and (not osp.isdir(target) or
+                                (os.listdir(target)
+                                 and not osp.isfile(osp.join(target, owner_file)))):
+        raise FileExistsError(
+            f'{target} exists and was not created by diffkd_mm: refusing to overwrite it; '
+            'remove it or choose another directory')
+    parent = osp.dirname(target)
+    os.makedirs(parent, exist_ok=True)
+    # Not tempfile.mkdtemp: its 0o700 mode would stay on the published folder.
+    tmp = osp.join(parent, f'.{osp.basename(target)}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}')
+    os.mkdir(tmp)
     try:
-        with os.fdopen(fd, 'w') as f:
-            f.write(text)
-        os.replace(tmp, path)
+        open(osp.join(tmp, owner_file), 'w').close()
+        fill(tmp)
+        if osp.isdir(target) and os.listdir(target) and not is_current(target):
+            # Ours (checked above) but incomplete or stale: move it away, then delete it, so
+            # that the target path never shows a half-deleted folder.
+            trash = tempfile.mkdtemp(prefix=f'.{osp.basename(target)}.old-', dir=parent)
+            os.rename(target, osp.join(trash, 'old'))
+            shutil.rmtree(trash)
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            # Renaming onto a non-empty folder fails: a concurrent call published first.
+            if not is_current(target):
+                raise
+            shutil.rmtree(tmp)
+            return False
     except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
+        # Also on KeyboardInterrupt: never leave a temporary folder behind.
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
+    _fsync_folder(parent)
+    return True

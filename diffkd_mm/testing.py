@@ -44,11 +44,15 @@ def toy_batch(batch_size: int = 4, seed: int = 0):
     return dict(inputs=inputs, data_samples=[dict(label=lb) for lb in labels])
 
 
-def toy_distill_cfg(distiller_type='DiffKDDistiller', loss_cfg=None, student_width=4,
+def toy_distill_cfg(distiller_type='DiffKDDistiller',
+                    loss_cfg=None,
+                    student_width=4,
                     teacher_width=16):
     """A SingleTeacherDistill config distilling the toy backbone (and optionally the logits)."""
     loss_cfg = loss_cfg or dict(
-        type='DiffKDLoss', student_channels=student_width, teacher_channels=teacher_width,
+        type='DiffKDLoss',
+        student_channels=student_width,
+        teacher_channels=teacher_width,
         ae_channels=8)
     return dict(
         type='SingleTeacherDistill',
@@ -84,5 +88,9 @@ class ParamDigestHook(Hook):
     def after_run(self, runner) -> None:
         path = osp.join(runner.work_dir, f'param_digest_rank{runner.rank}.json')
         with open(path, 'w') as f:
-            json.dump(dict(iter=runner.iter, world_size=runner.world_size,
-                           initial=self._initial, params=self._digests(runner)), f)
+            json.dump(
+                dict(
+                    iter=runner.iter,
+                    world_size=runner.world_size,
+                    initial=self._initial,
+                    params=self._digests(runner)), f)

@@ -22,8 +22,7 @@ def test_stack_imports_after_diffkd_mm():
             'from mmrazor.models import SingleTeacherDistill, ConfigurableDistiller\n'
             'from mmcv.ops import nms, RoIAlign\n'
             'print("OK", diffkd_mm.compat.QUANTIZATION_IMPORT_ERROR is not None)\n')
-    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
-                         timeout=600)
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip().startswith('OK')
 
@@ -47,8 +46,9 @@ def test_mmcv_compiled_ops_run():
     assert torch.allclose(out.flatten(), torch.tensor([2.5, 4.5, 10.5, 12.5]))
 
 
-@pytest.mark.skipif(compat.QUANTIZATION_IMPORT_ERROR is None,
-                    reason='mmrazor quantization imports natively on this torch')
+@pytest.mark.skipif(
+    compat.QUANTIZATION_IMPORT_ERROR is None,
+    reason='mmrazor quantization imports natively on this torch')
 def test_stubbed_quantization_api_raises_clearly():
     from mmrazor.structures.quantization import BackendConfigs
     from mmrazor.structures.quantization.backend_config import get_native_backend_config
@@ -63,15 +63,16 @@ def test_stubbed_quantization_api_raises_clearly():
 
 def test_single_teacher_distill_train_step_on_cpu():
     from mmengine.optim import OptimWrapper
-    from diffkd_mm.testing import toy_batch, toy_distill_cfg
 
+    from diffkd_mm.testing import toy_batch, toy_distill_cfg
     from mmrazor.registry import MODELS
     torch.manual_seed(0)
     # The stock ConfigurableDistiller with an mmrazor loss: proves the stack itself works.
     cfg = toy_distill_cfg(
         distiller_type='ConfigurableDistiller',
         loss_cfg=dict(type='ChannelWiseDivergence', tau=1.0, loss_weight=1.0),
-        student_width=8, teacher_width=8)
+        student_width=8,
+        teacher_width=8)
     algo = MODELS.build(cfg)
     before = [p.detach().clone() for p in algo.student.parameters()]
     wrapper = OptimWrapper(torch.optim.SGD(algo.parameters(), lr=0.1))

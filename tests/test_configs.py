@@ -17,6 +17,9 @@ from mmengine.optim import OptimWrapper
 import diffkd_mm
 from mmrazor.registry import MODELS
 
+# Every shipped config built and trained one step: minutes on a CPU (see pytest.ini).
+pytestmark = pytest.mark.slow
+
 ROOT = osp.dirname(osp.dirname(osp.abspath(diffkd_mm.__file__)))
 CONFIGS = sorted(
     p for p in glob.glob(osp.join(ROOT, 'configs', 'diffkd', '**', '*.py'), recursive=True)
@@ -29,8 +32,8 @@ def test_configs_were_found():
 
 def _det_batch(num_classes, size=128):
     from mmdet.testing import demo_mm_inputs
-    return demo_mm_inputs(batch_size=2, image_shapes=(3, size, size), num_items=[3, 2],
-                          num_classes=num_classes)
+    return demo_mm_inputs(
+        batch_size=2, image_shapes=(3, size, size), num_items=[3, 2], num_classes=num_classes)
 
 
 def _seg_batch(num_classes, size=128):
@@ -40,8 +43,8 @@ def _seg_batch(num_classes, size=128):
     inputs, samples = [], []
     for _ in range(2):
         inputs.append(torch.randint(0, 256, (3, size, size), generator=g, dtype=torch.uint8))
-        sample = SegDataSample(metainfo=dict(
-            img_shape=(size, size), ori_shape=(size, size), pad_shape=(size, size)))
+        sample = SegDataSample(
+            metainfo=dict(img_shape=(size, size), ori_shape=(size, size), pad_shape=(size, size)))
         sample.gt_sem_seg = PixelData(
             data=torch.randint(0, num_classes, (1, size, size), generator=g))
         samples.append(sample)
@@ -51,10 +54,13 @@ def _seg_batch(num_classes, size=128):
 def _cls_batch(num_classes, size):
     from mmpretrain.structures import DataSample
     g = torch.Generator().manual_seed(0)
-    inputs = [torch.randint(0, 256, (3, size, size), generator=g, dtype=torch.uint8)
-              for _ in range(2)]
-    samples = [DataSample().set_gt_label(torch.randint(0, num_classes, (1, ), generator=g))
-               for _ in range(2)]
+    inputs = [
+        torch.randint(0, 256, (3, size, size), generator=g, dtype=torch.uint8) for _ in range(2)
+    ]
+    samples = [
+        DataSample().set_gt_label(torch.randint(0, num_classes, (1, ), generator=g))
+        for _ in range(2)
+    ]
     return dict(inputs=inputs, data_samples=samples)
 
 
@@ -86,8 +92,8 @@ def test_config_builds_and_trains_one_step(path):
     algo.train()
     if hasattr(algo.data_preprocessor, 'size'):  # mmseg pads to the crop size: keep it small
         algo.data_preprocessor.size = (128, 128)
-    optim = OptimWrapper(torch.optim.SGD(
-        [p for p in algo.parameters() if p.requires_grad], lr=1e-4, momentum=0.9))
+    optim = OptimWrapper(
+        torch.optim.SGD([p for p in algo.parameters() if p.requires_grad], lr=1e-4, momentum=0.9))
     student = getattr(algo, 'student', algo)
     hub = MessageHub.get_instance(f'test_configs:{osp.relpath(path, ROOT)}')
     log_vars = algo.train_step(synthetic_batch(student), optim)
@@ -144,8 +150,9 @@ def test_an_mmrazor_recipe_with_only_the_loss_swapped_trains():
     `DiffKDLoss` plus the channels and `custom_imports` added, and nothing else changed: the stock
     ConfigurableDistiller trains it and logs every DiffKD term under its entry's name."""
     import mmrazor
-    recipe = osp.join(osp.dirname(mmrazor.__file__), '.mim', 'configs', 'distill', 'mmdet', 'pkd',
-                      'pkd_fpn_faster-rcnn_r101_faster-rcnn_r50_2x_coco.py')
+    recipe = osp.join(
+        osp.dirname(mmrazor.__file__), '.mim', 'configs', 'distill', 'mmdet', 'pkd',
+        'pkd_fpn_faster-rcnn_r101_faster-rcnn_r50_2x_coco.py')
     cfg = Config.fromfile(recipe)
     cfg.custom_imports = dict(imports=['diffkd_mm'], allow_failed_imports=False)
     distiller = cfg.model.distiller
@@ -158,8 +165,8 @@ def test_an_mmrazor_recipe_with_only_the_loss_swapped_trains():
     algo = MODELS.build(cfg.model)
     algo.train()
     hub = MessageHub.get_instance('test_configs:mmrazor_pkd_recipe')
-    optim = OptimWrapper(torch.optim.SGD(
-        [p for p in algo.parameters() if p.requires_grad], lr=1e-4, momentum=0.9))
+    optim = OptimWrapper(
+        torch.optim.SGD([p for p in algo.parameters() if p.requires_grad], lr=1e-4, momentum=0.9))
     log_vars = algo.train_step(synthetic_batch(algo.student), optim)
     assert {f'distill.loss_pkd_fpn{i}' for i in range(4)} <= set(log_vars)
     assert all(torch.isfinite(torch.as_tensor(v)) for v in log_vars.values())

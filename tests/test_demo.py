@@ -16,10 +16,15 @@ METHODS = ('teacher', 'student', 'fitnet', 'pkd', 'diffkd')
 
 
 def _run(tmp_path, *args):
-    env = dict(os.environ, DIFFKD_CACHE_DIR=str(tmp_path / 'cache'),
-               DIFFKD_DATA_ROOT=str(tmp_path / 'data'))
-    cmd = [sys.executable, osp.join(ROOT, 'tools', 'run_demo.py'), '--quick',
-           '--work-dir', str(tmp_path / 'work'), *args]
+    env = dict(
+        os.environ,
+        DIFFKD_CACHE_DIR=str(tmp_path / 'cache'),
+        DIFFKD_DATA_ROOT=str(tmp_path / 'data'))
+    cmd = [
+        sys.executable,
+        osp.join(ROOT, 'tools', 'run_demo.py'), '--quick', '--work-dir',
+        str(tmp_path / 'work'), *args
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1500)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     return out.stdout
@@ -30,19 +35,26 @@ def test_quick_demo_runs_both_tasks_and_writes_report_and_records(tmp_path):
     last = stdout.strip().splitlines()[-1]
     assert last.startswith('[demo] report: ') and last.endswith('report.md')
     report_dir = osp.dirname(last[len('[demo] report: '):])
-    pictures = [f'{task}_{name}.png' for task in ('det', 'seg')
-                for name in ('diffkd_losses', 'diffkd_gate', 'diffkd_features', 'distill_terms')]
+    pictures = [
+        f'{task}_{name}.png' for task in ('det', 'seg')
+        for name in ('diffkd_losses', 'diffkd_gate', 'diffkd_features', 'distill_terms')
+    ]
     for name in ('report.md', 'results.json', *pictures):
         assert osp.getsize(osp.join(report_dir, name)) > 0, name
     records = json.load(open(osp.join(report_dir, 'results.json')))
-    assert {(r['task'], r['seed'], r['method']) for r in records} == {
-        (task, seed, method) for task in ('det', 'seg') for seed in (0, 1) for method in METHODS}
+    md = open(osp.join(report_dir, 'report.md')).read()
+    assert {(r['task'], r['seed'], r['method'])
+            for r in records} == {(task, seed, method)
+                                  for task in ('det', 'seg')
+                                  for seed in (0, 1)
+                                  for method in METHODS}
     for r in records:
         assert set(r) == {'task', 'seed', 'method', 'metric', 'value', 's_per_iter'}
         assert r['metric'] == dict(det='mAP', seg='mIoU')[r['task']]
         assert 0.0 <= r['value'] <= 100.0, r
+        # The report is written from these records: each value is in its table.
+        assert f"{r['value']:.2f}" in md, r
         assert r['s_per_iter'] > 0, r  # every model of this run was trained, none cached
-    md = open(osp.join(report_dir, 'report.md')).read()
     assert '| Student + DiffKD |' in md and '| Student + PKD |' in md and '± ' in md
     assert '## det' in md and '## seg' in md and '![' in md
     # The teachers are cached: a second run reuses them and trains no teacher.
@@ -52,11 +64,19 @@ def test_quick_demo_runs_both_tasks_and_writes_report_and_records(tmp_path):
 
 
 def test_unknown_method_is_refused_before_any_training(tmp_path):
-    env = dict(os.environ, DIFFKD_CACHE_DIR=str(tmp_path / 'cache'),
-               DIFFKD_DATA_ROOT=str(tmp_path / 'data'))
-    out = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'run_demo.py'), '--quick',
-                          '--work-dir', str(tmp_path / 'work'), '--methods', 'fitnet', 'dfkd'],
-                         capture_output=True, text=True, env=env, timeout=300)
+    env = dict(
+        os.environ,
+        DIFFKD_CACHE_DIR=str(tmp_path / 'cache'),
+        DIFFKD_DATA_ROOT=str(tmp_path / 'data'))
+    out = subprocess.run([
+        sys.executable,
+        osp.join(ROOT, 'tools', 'run_demo.py'), '--quick', '--work-dir',
+        str(tmp_path / 'work'), '--methods', 'fitnet', 'dfkd'
+    ],
+                         capture_output=True,
+                         text=True,
+                         env=env,
+                         timeout=300)
     assert out.returncode != 0
     assert "no config" in out.stderr and "'dfkd'" in out.stderr and 'diffkd' in out.stderr
     assert not osp.exists(tmp_path / 'data')  # nothing was drawn or trained

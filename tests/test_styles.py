@@ -22,14 +22,19 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(diffkd_mm.__file__)))
 DEMO = osp.join(ROOT, 'configs', 'diffkd', 'demo')
 ITERS, LEVELS = 3, 4
 STYLES = {
-    'fpn_tuple': ('seg_diffkd.py', {
-        'distill.loss_diffkd_kd', 'distill.loss_diffkd_ddim', 'distill.diffkd_gate'}),
-    'per_level': ('seg_diffkd_per_level.py', {
-        f'distill.loss_diffkd_fpn{i}_{term}' for i in range(LEVELS) for term in ('kd', 'ddim')
-    } | {f'distill.diffkd_fpn{i}_gate' for i in range(LEVELS)}),
+    'fpn_tuple':
+    ('seg_diffkd.py', {'distill.loss_diffkd_kd', 'distill.loss_diffkd_ddim',
+                       'distill.diffkd_gate'}),
+    'per_level':
+    ('seg_diffkd_per_level.py',
+     {f'distill.loss_diffkd_fpn{i}_{term}'
+      for i in range(LEVELS)
+      for term in ('kd', 'ddim')} | {f'distill.diffkd_fpn{i}_gate'
+                                     for i in range(LEVELS)}),
     'connectors_pkd': ('seg_diffkd_pkd.py', {
         'distill.loss_pkd', 'distill.loss_diffkd', 'distill.loss_diffkd_ddim',
-        'distill.diffkd_student_gate'}),
+        'distill.diffkd_student_gate'
+    }),
 }
 
 

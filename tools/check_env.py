@@ -12,16 +12,19 @@ def main() -> int:
     t0 = time.perf_counter()
     import diffkd_mm
     from diffkd_mm import compat
-    mods = ['torch', 'torchvision', 'numpy', 'mmengine', 'mmcv', 'mmdet', 'mmseg', 'mmpretrain',
-            'mmrazor']
-    for name in ['mmrazor.models', 'mmrazor.engine', 'mmdet.models', 'mmseg.models',
-                 'mmpretrain.models'] + mods:
+    mods = [
+        'torch', 'torchvision', 'numpy', 'mmengine', 'mmcv', 'mmdet', 'mmseg', 'mmpretrain',
+        'mmrazor'
+    ]
+    for name in [
+            'mmrazor.models', 'mmrazor.engine', 'mmdet.models', 'mmseg.models', 'mmpretrain.models'
+    ] + mods:
         importlib.import_module(name)
-    print('versions: ' + ', '.join(
-        f'{m} {sys.modules[m].__version__}' for m in mods) + f', diffkd_mm {diffkd_mm.__version__}')
+    print('versions: ' + ', '.join(f'{m} {sys.modules[m].__version__}'
+                                   for m in mods) + f', diffkd_mm {diffkd_mm.__version__}')
     print('mmrazor quantization stand-in: ' +
-          ('active (' + type(compat.QUANTIZATION_IMPORT_ERROR).__name__ + ')'
-           if compat.QUANTIZATION_IMPORT_ERROR else 'not needed'))
+          ('active (' + type(compat.QUANTIZATION_IMPORT_ERROR).__name__ +
+           ')' if compat.QUANTIZATION_IMPORT_ERROR else 'not needed'))
 
     import torch
     from mmcv.ops import nms
@@ -35,8 +38,8 @@ def main() -> int:
     torch.manual_seed(0)
     algo = MODELS.build(toy_distill_cfg())
     log_vars = algo.train_step(toy_batch(), OptimWrapper(torch.optim.SGD(algo.parameters(), 0.1)))
-    print('one DiffKD train step on toy models: ' +
-          ', '.join(f'{k}={float(v.detach()):.4f}' for k, v in log_vars.items()))
+    print('one DiffKD train step on toy models: ' + ', '.join(f'{k}={float(v.detach()):.4f}'
+                                                              for k, v in log_vars.items()))
     print(f'environment OK in {time.perf_counter() - t0:.1f}s')
     return 0
 

@@ -11,34 +11,51 @@ import dataclasses
 import sys
 
 import diffkd_mm  # noqa: F401  (compat layer + registrations first)
-from diffkd_mm.demo import (METHODS, QUICK_SCHEDULES, SCHEDULES, TASKS, DemoSettings,
-                            check_configs, run_demo)
+from diffkd_mm.demo import (METHODS, QUICK_SCHEDULES, SCHEDULES, TASKS, DemoSettings, check_configs,
+                            run_demo)
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    p.add_argument('--work-dir', default='work_dirs/diffkd_demo',
-                   help='parent folder; each run writes a new timestamped sub-folder')
-    p.add_argument('--task', default='all', choices=TASKS + ('all', ),
-                   help='det, seg or all (default: all)')
-    p.add_argument('--seeds', type=int, nargs='+', default=[0],
-                   help='seeds; each draws its own data and trains its own teacher (default: 0)')
-    p.add_argument('--methods', nargs='+', default=list(METHODS),
-                   help=f'students to train, each a config <task>_<method>.py in '
-                   f'configs/diffkd/demo (default: {" ".join(METHODS)}; variants such as '
-                   'diffkd_steps3 or diffkd_shared)')
-    p.add_argument('--teacher-iters', type=int,
-                   help='teacher iterations for every task (default: per task, ' +
-                   ', '.join(f'{t} {s.teacher_iters}' for t, s in SCHEDULES.items()) + ')')
-    p.add_argument('--student-iters', type=int,
-                   help='iterations of each student run (default: per task, ' +
-                   ', '.join(f'{t} {s.student_iters}' for t, s in SCHEDULES.items()) + ')')
-    p.add_argument('--loss-weight', type=float,
-                   help='loss_weight of every distillation entry of the KD students (DiffKD: '
-                   'its matching term), for choosing weights on held-out seeds (default: the '
-                   'configs\' weights)')
-    p.add_argument('--quick', action='store_true',
-                   help='a smoke run of the whole flow: a few iterations on a few images')
+    p.add_argument(
+        '--work-dir',
+        default='work_dirs/diffkd_demo',
+        help='parent folder; each run writes a new timestamped sub-folder')
+    p.add_argument(
+        '--task', default='all', choices=TASKS + ('all', ), help='det, seg or all (default: all)')
+    p.add_argument(
+        '--seeds',
+        type=int,
+        nargs='+',
+        default=[0],
+        help='seeds; each draws its own data and trains its own teacher (default: 0)')
+    p.add_argument(
+        '--methods',
+        nargs='+',
+        default=list(METHODS),
+        help=f'students to train, each a config <task>_<method>.py in '
+        f'configs/diffkd/demo (default: {" ".join(METHODS)}; variants such as '
+        'diffkd_steps3 or diffkd_shared)')
+    p.add_argument(
+        '--teacher-iters',
+        type=int,
+        help='teacher iterations for every task (default: per task, ' +
+        ', '.join(f'{t} {s.teacher_iters}' for t, s in SCHEDULES.items()) + ')')
+    p.add_argument(
+        '--student-iters',
+        type=int,
+        help='iterations of each student run (default: per task, ' +
+        ', '.join(f'{t} {s.student_iters}' for t, s in SCHEDULES.items()) + ')')
+    p.add_argument(
+        '--loss-weight',
+        type=float,
+        help='loss_weight of every distillation entry of the KD students (DiffKD: '
+        'its matching term), for choosing weights on held-out seeds (default: the '
+        'configs\' weights)')
+    p.add_argument(
+        '--quick',
+        action='store_true',
+        help='a smoke run of the whole flow: a few iterations on a few images')
     return p.parse_args(argv)
 
 
@@ -47,13 +64,20 @@ def main(argv=None) -> int:
     tasks = TASKS if args.task == 'all' else (args.task, )
     schedules = dict(QUICK_SCHEDULES if args.quick else SCHEDULES)
     for task in tasks:
-        changes = {k: v for k, v in (('teacher_iters', args.teacher_iters),
-                                     ('student_iters', args.student_iters)) if v is not None}
+        changes = {
+            k: v
+            for k, v in (('teacher_iters', args.teacher_iters),
+                         ('student_iters', args.student_iters)) if v is not None
+        }
         schedules[task] = dataclasses.replace(schedules[task], **changes)
     try:
-        settings = DemoSettings(tasks=tasks, seeds=args.seeds, methods=args.methods,
-                                schedules=schedules, log_interval=5 if args.quick else 20,
-                                loss_weight=args.loss_weight)
+        settings = DemoSettings(
+            tasks=tasks,
+            seeds=args.seeds,
+            methods=args.methods,
+            schedules=schedules,
+            log_interval=5 if args.quick else 20,
+            loss_weight=args.loss_weight)
         check_configs(settings)
     except (ValueError, FileNotFoundError) as err:
         sys.exit(f'run_demo.py: {err}')

@@ -7,10 +7,10 @@ import os
 import os.path as osp
 import sys
 
-import diffkd_mm  # noqa: F401  (compat layer + registrations: must come before mmrazor)
 from mmengine.config import DictAction
 from mmengine.runner import Runner
 
+import diffkd_mm  # noqa: F401  (compat layer + registrations: must come before mmrazor)
 from diffkd_mm.engine import (CheckpointGuard, exit_on_checkpoint_error, load_entry_config,
                               setup_cpu_distributed)
 from mmrazor.utils import register_all_modules
@@ -19,16 +19,30 @@ from mmrazor.utils import register_all_modules
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Evaluate a checkpoint with mmengine.')
     parser.add_argument('config', help='path of the config file')
-    parser.add_argument('checkpoint', help='checkpoint to evaluate (a distillation checkpoint '
-                        'evaluates the student; an exported student loads into its task config)')
-    parser.add_argument('--work-dir', help='directory for the logs and metrics '
-                        '(default: ./work_dirs/<config name>)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config entries, e.g. test_dataloader.batch_size=1')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher for distributed evaluation')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0,
-                        help='set by torch.distributed.launch (torchrun uses LOCAL_RANK)')
+    parser.add_argument(
+        'checkpoint',
+        help='checkpoint to evaluate (a distillation checkpoint '
+        'evaluates the student; an exported student loads into its task config)')
+    parser.add_argument(
+        '--work-dir',
+        help='directory for the logs and metrics '
+        '(default: ./work_dirs/<config name>)')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config entries, e.g. test_dataloader.batch_size=1')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher for distributed evaluation')
+    parser.add_argument(
+        '--local_rank',
+        '--local-rank',
+        type=int,
+        default=0,
+        help='set by torch.distributed.launch (torchrun uses LOCAL_RANK)')
     args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)

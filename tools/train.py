@@ -9,14 +9,13 @@ import os
 import os.path as osp
 import sys
 
-import diffkd_mm  # noqa: F401  (compat layer + registrations: must come before mmrazor)
 import torch
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
-from diffkd_mm.engine import (CheckpointGuard, exit_on_checkpoint_error,
-                              find_resumable_checkpoint, load_entry_config,
-                              setup_cpu_distributed)
+import diffkd_mm  # noqa: F401  (compat layer + registrations: must come before mmrazor)
+from diffkd_mm.engine import (CheckpointGuard, exit_on_checkpoint_error, find_resumable_checkpoint,
+                              load_entry_config, setup_cpu_distributed)
 from mmrazor.utils import register_all_modules
 
 
@@ -24,28 +23,50 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Train a model (DiffKD distillation included) with mmengine.')
     parser.add_argument('config', help='path of the train config file')
-    parser.add_argument('--work-dir', help='directory for logs and checkpoints '
-                        '(default: ./work_dirs/<config name>)')
-    parser.add_argument('--resume', nargs='?', type=str, const='auto',
-                        help='resume from the given checkpoint, or, with no value, from the '
-                        'newest checkpoint of the work dir that loads (a cut-short one is '
-                        'skipped with a warning)')
-    parser.add_argument('--amp', action='store_true',
-                        help='automatic mixed precision: fp16 with dynamic loss scaling on GPU '
-                        '(AmpOptimWrapper), bf16 autocast on CPU (CPUAmpOptimWrapper)')
-    parser.add_argument('--allow-overwrite', action='store_true',
-                        help='start a new run in a work dir that already holds checkpoints '
-                        '(refused otherwise: they would be overwritten)')
-    parser.add_argument('--auto-scale-lr', action='store_true',
-                        help='scale the learning rate by the actual total batch size over the '
-                        'config\'s auto_scale_lr.base_batch_size')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config entries, e.g. train_cfg.max_iters=10 '
-                        '(key=value pairs; lists as key="[a,b]")')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher for distributed training')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0,
-                        help='set by torch.distributed.launch (torchrun uses LOCAL_RANK)')
+    parser.add_argument(
+        '--work-dir',
+        help='directory for logs and checkpoints '
+        '(default: ./work_dirs/<config name>)')
+    parser.add_argument(
+        '--resume',
+        nargs='?',
+        type=str,
+        const='auto',
+        help='resume from the given checkpoint, or, with no value, from the '
+        'newest checkpoint of the work dir that loads (a cut-short one is '
+        'skipped with a warning)')
+    parser.add_argument(
+        '--amp',
+        action='store_true',
+        help='automatic mixed precision: fp16 with dynamic loss scaling on GPU '
+        '(AmpOptimWrapper), bf16 autocast on CPU (CPUAmpOptimWrapper)')
+    parser.add_argument(
+        '--allow-overwrite',
+        action='store_true',
+        help='start a new run in a work dir that already holds checkpoints '
+        '(refused otherwise: they would be overwritten)')
+    parser.add_argument(
+        '--auto-scale-lr',
+        action='store_true',
+        help='scale the learning rate by the actual total batch size over the '
+        'config\'s auto_scale_lr.base_batch_size')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config entries, e.g. train_cfg.max_iters=10 '
+        '(key=value pairs; lists as key="[a,b]")')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher for distributed training')
+    parser.add_argument(
+        '--local_rank',
+        '--local-rank',
+        type=int,
+        default=0,
+        help='set by torch.distributed.launch (torchrun uses LOCAL_RANK)')
     args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
@@ -78,7 +99,9 @@ def build_config(args) -> Config:
     elif args.resume is not None:
         cfg.resume = True
         cfg.load_from = args.resume
-    # Checkpoints carry torch's random state, so that a resumed run repeats DiffKD's noise.
+    # Checkpoints carry torch's random state, so that a resumed run repeats DiffKD's noise. Our
+    # configs declare the hook; a recipe without it (an mmrazor recipe with only the loss
+    # swapped) gets it here.
     hooks = cfg.get('custom_hooks', None) or []
     if not any(h.get('type') == 'TorchRNGStateHook' for h in hooks):
         cfg.custom_hooks = [*hooks, dict(type='TorchRNGStateHook')]
@@ -94,8 +117,8 @@ def check_before_training(cfg: Config, args) -> None:
     if args.resume is not None and args.resume != 'auto' and not osp.isfile(args.resume):
         sys.exit(f'--resume: {args.resume} does not exist')
     if args.resume is None and not args.allow_overwrite and osp.isdir(cfg.work_dir):
-        found = sorted(f for f in os.listdir(cfg.work_dir)
-                       if f.endswith('.pth') or f == 'last_checkpoint')
+        found = sorted(
+            f for f in os.listdir(cfg.work_dir) if f.endswith('.pth') or f == 'last_checkpoint')
         if found:
             sys.exit(f'work dir {cfg.work_dir} already holds {", ".join(found[:5])}: a new run '
                      'would overwrite them. Pass --resume to continue that run, another '

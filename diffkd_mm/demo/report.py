@@ -23,7 +23,10 @@ def _smooth(values: Sequence[float], window: int = _SMOOTH) -> List[float]:
     return out
 
 
-def _plot(series: Dict[str, Sequence[float]], path: str, title: str, ylabel: str,
+def _plot(series: Dict[str, Sequence[float]],
+          path: str,
+          title: str,
+          ylabel: str,
           logy: bool = False) -> bool:
     import matplotlib
     matplotlib.use('Agg')
@@ -74,21 +77,26 @@ def task_table(records: List[dict], task: str) -> List[str]:
     methods = list(dict.fromkeys(r['method'] for r in rows))
     value = {(r['method'], r['seed']): r for r in rows}
     metric = rows[0]['metric']
-    head = ['| model | ' + ' | '.join(f'seed {s}' for s in seeds) +
-            f' | mean{" ± std" if len(seeds) > 1 else ""} | gap closed | s / iter |',
-            '|---' * (len(seeds) + 4) + '|']
+    head = [
+        '| model | ' + ' | '.join(f'seed {s}' for s in seeds) +
+        f' | mean{" ± std" if len(seeds) > 1 else ""} | gap closed | s / iter |',
+        '|---' * (len(seeds) + 4) + '|'
+    ]
     student = [value[('student', s)]['value'] for s in seeds if ('student', s) in value]
     teacher = [value[('teacher', s)]['value'] for s in seeds if ('teacher', s) in value]
     gap = (statistics.mean(teacher) - statistics.mean(student)) if student and teacher else None
     for method in methods:
         vals = [value[(method, s)]['value'] for s in seeds if (method, s) in value]
-        cells = [f'{value[(method, s)]["value"]:.2f}' if (method, s) in value else '-'
-                 for s in seeds]
+        cells = [
+            f'{value[(method, s)]["value"]:.2f}' if (method, s) in value else '-' for s in seeds
+        ]
         closed = '-'
         if gap and method not in ('teacher', 'student'):
             closed = f'{(statistics.mean(vals) - statistics.mean(student)) / gap:+.0%}'
-        times = [value[(method, s)]['s_per_iter'] for s in seeds
-                 if (method, s) in value and value[(method, s)]['s_per_iter']]
+        times = [
+            value[(method, s)]['s_per_iter'] for s in seeds
+            if (method, s) in value and value[(method, s)]['s_per_iter']
+        ]
         spi = f'{statistics.median(times):.3f}' if times else '- (cached)'
         head.append(f'| {method_title(method)} | ' + ' | '.join(cells) +
                     f' | {_mean_std(vals)} | {closed} | {spi} |')
@@ -105,29 +113,35 @@ def write_report(run_dir: str, settings: DemoSettings, records: List[dict],
     """
     out = osp.join(run_dir, 'report')
     os.makedirs(out, exist_ok=True)
-    lines = ['# DiffKD main job: embedded detection and segmentation', '',
-             f'Seeds {list(settings.seeds)}; each seed draws its own data and trains its own '
-             'teacher, then every student on one schedule. The whole run took '
-             f'{total_sec / 60:.1f} min.' + (
-                 f' Every distillation loss weight set to {settings.loss_weight}.'
-                 if settings.loss_weight is not None else ''), '']
+    lines = [
+        '# DiffKD main job: embedded detection and segmentation', '',
+        f'Seeds {list(settings.seeds)}; each seed draws its own data and trains its own '
+        'teacher, then every student on one schedule. The whole run took '
+        f'{total_sec / 60:.1f} min.' +
+        (f' Every distillation loss weight set to {settings.loss_weight}.'
+         if settings.loss_weight is not None else ''), ''
+    ]
     for task in settings.tasks:
         sched = settings.schedules[task]
-        lines += [f'## {task}', '',
-                  f'Teacher {sched.teacher_iters} iterations, every student '
-                  f'{sched.student_iters}; {sched.num_train} training and {sched.num_val} '
-                  'validation images. s / iter: median seconds per training iteration '
-                  '(after 5 warm-up iterations), median over seeds.', '',
-                  *task_table(records, task), '']
-        runs = {r['method']: r for r in records
-                if r['task'] == task and r['seed'] == settings.seeds[0]}
+        lines += [
+            f'## {task}', '', f'Teacher {sched.teacher_iters} iterations, every student '
+            f'{sched.student_iters}; {sched.num_train} training and {sched.num_val} '
+            'validation images. s / iter: median seconds per training iteration '
+            '(after 5 warm-up iterations), median over seeds.', '', *task_table(records, task), ''
+        ]
+        runs = {
+            r['method']: r
+            for r in records if r['task'] == task and r['seed'] == settings.seeds[0]
+        }
         lines += _pictures(out, task, runs)
     path = osp.join(out, 'report.md')
     atomic_write_text(path, '\n'.join(lines))
     results = osp.join(out, 'results.json')
-    plain = [{k: r[k] for k in ('task', 'seed', 'method', 'metric', 'value', 's_per_iter')}
-             for r in records]
-    atomic_write_text(results, json.dumps(plain, indent=1))
+    plain = [{
+        k: r[k]
+        for k in ('task', 'seed', 'method', 'metric', 'value', 's_per_iter')
+    } for r in records]
+    atomic_write_text(results, json.dumps(plain, indent=1) + '\n')
     return dict(report=path, results=results)
 
 
@@ -137,12 +151,16 @@ def _pictures(out: str, task: str, runs: Dict[str, dict]) -> List[str]:
     diffkd = runs.get('diffkd')
     if diffkd is not None:
         curves = diffkd['curves']
-        terms = {k[len('distill.'):]: v for k, v in curves.items()
-                 if k.startswith('distill.') and k.endswith(('_kd', '_ddim', '_ae'))}
+        terms = {
+            k[len('distill.'):]: v
+            for k, v in curves.items()
+            if k.startswith('distill.') and k.endswith(('_kd', '_ddim', '_ae'))
+        }
         terms.update({k: v for k, v in curves.items() if k.startswith('student.loss')})
         name = f'{task}_diffkd_losses.png'
-        if _plot(terms, osp.join(out, name), f'{task}: DiffKD run, each loss term', 'loss',
-                 logy=True):
+        if _plot(
+                terms, osp.join(out, name), f'{task}: DiffKD run, each loss term', 'loss',
+                logy=True):
             lines += ['### DiffKD loss terms', '', f'![DiffKD loss terms]({name})', '']
         gates = {k: v for k, v in curves.items() if k.endswith('_gate')}
         name = f'{task}_diffkd_gate.png'
@@ -152,16 +170,21 @@ def _pictures(out: str, task: str, runs: Dict[str, dict]) -> List[str]:
         if diffkd.get('picture'):
             name = f'{task}_diffkd_features.png'
             shutil.copyfile(diffkd['picture'], osp.join(out, name))
-            lines += ['### Student / denoised student / teacher feature maps', '',
-                      f'![features]({name})', '']
+            lines += [
+                '### Student / denoised student / teacher feature maps', '', f'![features]({name})',
+                ''
+            ]
     relative = {}
     for method, run in runs.items():
         term = distill_term(run.get('curves', {}), method)
         if term and term[0] > 0:
             relative[method_title(method)] = [v / term[0] for v in term]
     name = f'{task}_distill_terms.png'
-    if _plot(relative, osp.join(out, name),
-             f'{task}: each method\'s matching term, relative to its first iteration',
-             'term / first value', logy=True):
+    if _plot(
+            relative,
+            osp.join(out, name),
+            f'{task}: each method\'s matching term, relative to its first iteration',
+            'term / first value',
+            logy=True):
         lines += ['### Matching term of each KD method', '', f'![matching terms]({name})', '']
     return lines

@@ -19,6 +19,8 @@ from mmengine.runner import Runner
 
 from ..datasets import ensure_dataset
 from ..engine.checkpoint import CheckpointGuard, load_checkpoint_file, save_checkpoint_atomic
+from ..models.losses import DiffKDLoss
+from ..visualization import denoising_figure, record_denoising
 from .report import write_report
 from .settings import TASK_METRICS, DemoSettings, Schedule
 
@@ -29,10 +31,9 @@ _NOT_CURVES = ('train/time', 'train/data_time', 'train/lr')
 def default_config_dir() -> str:
     """The checkout's ``configs/diffkd/demo`` (preferred: it is what a user edits), else the
     copy installed inside the package."""
-    import diffkd_mm
-    pkg = osp.dirname(diffkd_mm.__file__)
-    for candidate in (osp.join(osp.dirname(pkg), 'configs', 'diffkd', 'demo'),
-                      osp.join(pkg, '.mim', 'configs', 'diffkd', 'demo')):
+    pkg = osp.dirname(osp.dirname(osp.abspath(__file__)))  # the diffkd_mm package
+    for candidate in (osp.join(osp.dirname(pkg), 'configs', 'diffkd',
+                               'demo'), osp.join(pkg, '.mim', 'configs', 'diffkd', 'demo')):
         if osp.isdir(candidate):
             return candidate
     raise FileNotFoundError('configs/diffkd/demo not found next to the diffkd_mm package')
@@ -55,8 +56,13 @@ def config_path(config_dir: str, task: str, method: str) -> str:
     return path
 
 
-def build_cfg(path: str, data_dir: str, work_dir: str, max_iters: int, seed: int,
-              log_interval: int, teacher_ckpt: Optional[str] = None) -> Config:
+def build_cfg(path: str,
+              data_dir: str,
+              work_dir: str,
+              max_iters: int,
+              seed: int,
+              log_interval: int,
+              teacher_ckpt: Optional[str] = None) -> Config:
     """A demo config with its data, schedule length, seed and teacher filled in."""
     cfg = Config.fromfile(path)
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
@@ -108,14 +114,17 @@ def _train(cfg: Config, task: str, picture: Optional[str] = None) -> dict:
     hub = runner.message_hub
     times = hub.get_scalar('train/time').data[0]
     skip = min(5, len(times) - 1)  # the first iterations include warm-up
-    curves = {key[len('train/'):]: buf.data[0].tolist()
-              for key, buf in hub.log_scalars.items()
-              if key.startswith('train/') and key not in _NOT_CURVES}
+    curves = {
+        key[len('train/'):]: buf.data[0].tolist()
+        for key, buf in hub.log_scalars.items()
+        if key.startswith('train/') and key not in _NOT_CURVES
+    }
     _, key, _ = TASK_METRICS[task]
     logged = hub.log_scalars.get(f'val/{key}')
     if logged is None:  # CocoMetric logs nothing for a detector that detected nothing
-        print(f'[demo] {cfg.work_dir}: no val/{key} was logged (no detections): counted as 0',
-              flush=True)
+        print(
+            f'[demo] {cfg.work_dir}: no val/{key} was logged (no detections): counted as 0',
+            flush=True)
     value = 0.0 if logged is None else _metric({key: logged.current()}, task)
     result = dict(value=value, s_per_iter=float(np.median(times[skip:])), curves=curves)
     if picture is not None and _feature_picture(runner, picture):
@@ -124,8 +133,6 @@ def _train(cfg: Config, task: str, picture: Optional[str] = None) -> dict:
 
 
 def _feature_picture(runner: Runner, path: str) -> bool:
-    from ..models.losses import DiffKDLoss
-    from ..visualization import denoising_figure, record_denoising
     algorithm = runner.model
     losses = getattr(getattr(algorithm, 'distiller', None), 'distill_losses', {})
     name = next((n for n, m in losses.items() if isinstance(m, DiffKDLoss)), None)
@@ -147,28 +154,31 @@ def _cache_weights(ckpt: str, cached: str) -> None:
 
 
 def _teacher_key(cfg: Config, sched: Schedule, seed: int, data_dir: str) -> str:
-    defining = dict(model=cfg.model.to_dict(), iters=sched.teacher_iters, seed=seed,
-                    data=osp.basename(data_dir), optim=cfg.optim_wrapper.to_dict())
+    defining = dict(
+        model=cfg.model.to_dict(),
+        iters=sched.teacher_iters,
+        seed=seed,
+        data=osp.basename(data_dir),
+        optim=cfg.optim_wrapper.to_dict())
     return hashlib.sha1(json.dumps(defining, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def _teacher(settings: DemoSettings, task: str, seed: int, data_dir: str,
-             run_dir: str) -> dict:
+def _teacher(settings: DemoSettings, task: str, seed: int, data_dir: str, run_dir: str) -> dict:
     """Train the teacher of (task, seed), or evaluate its cached weights."""
     sched = settings.schedules[task]
-    cfg = build_cfg(config_path(settings.config_dir, task, 'teacher'), data_dir,
-                    osp.join(run_dir, 'teacher'), sched.teacher_iters, seed,
-                    settings.log_interval)
-    cached = osp.join(_cache_dir(settings),
-                      f'{task}_teacher_{_teacher_key(cfg, sched, seed, data_dir)}.pth')
+    cfg = build_cfg(
+        config_path(settings.config_dir, task, 'teacher'), data_dir, osp.join(run_dir, 'teacher'),
+        sched.teacher_iters, seed, settings.log_interval)
+    cached = osp.join(
+        _cache_dir(settings), f'{task}_teacher_{_teacher_key(cfg, sched, seed, data_dir)}.pth')
     if osp.isfile(cached):
         print(f'[demo] {task} seed {seed} teacher: reusing {cached}', flush=True)
         cfg.load_from = cached
         metrics = Runner.from_cfg(cfg).val()
-        return dict(value=_metric(metrics, task), s_per_iter=None, curves={}, cached=True,
-                    ckpt=cached)
-    print(f'[demo] {task} seed {seed} teacher: training {sched.teacher_iters} iterations',
-          flush=True)
+        return dict(
+            value=_metric(metrics, task), s_per_iter=None, curves={}, cached=True, ckpt=cached)
+    print(
+        f'[demo] {task} seed {seed} teacher: training {sched.teacher_iters} iterations', flush=True)
     result = _train(cfg, task)
     _cache_weights(osp.join(cfg.work_dir, f'iter_{sched.teacher_iters}.pth'), cached)
     return dict(result, cached=False, ckpt=cached)
@@ -188,20 +198,35 @@ def run_task(settings: DemoSettings, task: str, seed: int, run_dir: str) -> List
     task_dir = osp.join(run_dir, f'{task}_seed{seed}')
     name = TASK_METRICS[task][0]
     teacher = _teacher(settings, task, seed, data_dir, task_dir)
-    records = [dict(task=task, seed=seed, method='teacher', metric=name,
-                    **{k: v for k, v in teacher.items() if k != 'ckpt'})]
+    records = [
+        dict(
+            task=task,
+            seed=seed,
+            method='teacher',
+            metric=name,
+            **{
+                k: v
+                for k, v in teacher.items() if k != 'ckpt'
+            })
+    ]
     print(f'[demo] {task} seed {seed} teacher: {name} {teacher["value"]:.2f}', flush=True)
     for method in settings.methods:
         path = config_path(settings.config_dir, task, method)
-        print(f'[demo] {task} seed {seed} {method}: training {sched.student_iters} iterations',
-              flush=True)
-        cfg = build_cfg(path, data_dir, osp.join(task_dir, method), sched.student_iters, seed,
-                        settings.log_interval,
-                        teacher_ckpt=None if method == 'student' else teacher['ckpt'])
+        print(
+            f'[demo] {task} seed {seed} {method}: training {sched.student_iters} iterations',
+            flush=True)
+        cfg = build_cfg(
+            path,
+            data_dir,
+            osp.join(task_dir, method),
+            sched.student_iters,
+            seed,
+            settings.log_interval,
+            teacher_ckpt=None if method == 'student' else teacher['ckpt'])
         if settings.loss_weight is not None and method != 'student':
             set_loss_weights(cfg, settings.loss_weight)
-        picture = osp.join(task_dir, f'{method}_features.png') if method.startswith(
-            'diffkd') else None
+        picture = osp.join(task_dir,
+                           f'{method}_features.png') if method.startswith('diffkd') else None
         result = _train(cfg, task, picture)
         records.append(dict(task=task, seed=seed, method=method, metric=name, **result))
         print(f'[demo] {task} seed {seed} {method}: {name} {result["value"]:.2f}', flush=True)
@@ -252,5 +277,10 @@ def run_demo(work_dir: str, settings: Optional[DemoSettings] = None) -> dict:
             for seed in settings.seeds:
                 records += run_task(settings, task, seed, run_dir)
     paths = write_report(run_dir, settings, records, time.perf_counter() - started)
-    return dict(run_dir=run_dir, **paths,
-                records=[{k: v for k, v in r.items() if k != 'curves'} for r in records])
+    return dict(
+        run_dir=run_dir,
+        **paths,
+        records=[{
+            k: v
+            for k, v in r.items() if k != 'curves'
+        } for r in records])

@@ -7,8 +7,12 @@ TASK_METRICS = dict(det=('mAP', 'coco/bbox_mAP', 100.0), seg=('mIoU', 'mIoU', 1.
 TASKS = tuple(TASK_METRICS)
 #: The methods the main job compares by default; each is the config ``<task>_<method>.py``.
 METHODS = ('student', 'fitnet', 'pkd', 'diffkd')
-METHOD_TITLES = dict(teacher='Teacher', student='Student (no KD)', fitnet='Student + FitNet',
-                     pkd='Student + PKD', diffkd='Student + DiffKD')
+METHOD_TITLES = dict(
+    teacher='Teacher',
+    student='Student (no KD)',
+    fitnet='Student + FitNet',
+    pkd='Student + PKD',
+    diffkd='Student + DiffKD')
 
 
 def method_title(method: str) -> str:
@@ -34,8 +38,10 @@ SCHEDULES = dict(
     det=Schedule(teacher_iters=500, student_iters=200, num_train=400, num_val=100),
     seg=Schedule(teacher_iters=800, student_iters=300, num_train=400, num_val=100))
 #: ``--quick``: a smoke run of the whole flow (numbers mean nothing).
-QUICK_SCHEDULES = {task: Schedule(teacher_iters=20, student_iters=10, num_train=24, num_val=8)
-                   for task in TASKS}
+QUICK_SCHEDULES = {
+    task: Schedule(teacher_iters=20, student_iters=10, num_train=24, num_val=8)
+    for task in TASKS
+}
 
 
 @dataclasses.dataclass
@@ -86,8 +92,8 @@ class DemoSettings:
                 if not isinstance(value, int) or value < 1:
                     raise ValueError(f'schedules[{task!r}].{field.name} must be a positive int, '
                                      f'got {value!r}')
-        if self.loss_weight is not None and not (isinstance(self.loss_weight, (int, float))
-                                                 and self.loss_weight > 0):
+        if self.loss_weight is not None and not (isinstance(self.loss_weight,
+                                                            (int, float)) and self.loss_weight > 0):
             raise ValueError(f'loss_weight must be a number > 0, got {self.loss_weight!r}')
         if not isinstance(self.log_interval, int) or self.log_interval < 1:
             raise ValueError(f'log_interval must be a positive int, got {self.log_interval!r}')

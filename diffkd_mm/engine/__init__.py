@@ -1,7 +1,6 @@
 from .checkpoint import (CheckpointError, CheckpointGuard, MismatchedCheckpointError,
-                         OfflineCheckpointError, UnreadableCheckpointError,
-                         UnsafeCheckpointError, find_resumable_checkpoint, load_checkpoint_file,
-                         save_checkpoint_atomic)
+                         OfflineCheckpointError, UnreadableCheckpointError, UnsafeCheckpointError,
+                         find_resumable_checkpoint, load_checkpoint_file, save_checkpoint_atomic)
 from .distributed import CPUDistributedDataParallel, setup_cpu_distributed
 from .entry import exit_on_checkpoint_error, load_entry_config
 from .hooks import TorchRNGStateHook

@@ -33,6 +33,8 @@ import torch
 import torch.hub
 from mmengine.logging import HistoryBuffer, print_log
 
+from ..fileio import atomic_open
+
 TRUST_ENV = 'DIFFKD_TRUST_CHECKPOINTS'
 EXPORTER = 'tools/model_converters/convert_kd_ckpt_to_student.py'
 # Below this share of the model's weights (by element count), a load counts as "none matched":
@@ -100,13 +102,17 @@ def checkpoint_safe_globals() -> list:
     numpy_functions = [(fn, f'{root}.multiarray.{fn.__name__}')
                        for fn in (multiarray._reconstruct, multiarray.scalar)
                        for root in ('numpy.core', 'numpy._core')]
-    dtype_classes = [type(np.dtype(t)) for t in (
-        np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32,
-        np.uint64, np.float16, np.float32, np.float64, np.str_)]
+    dtype_classes = [
+        type(np.dtype(t))
+        for t in (np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32,
+                  np.uint64, np.float16, np.float32, np.float64, np.str_)
+    ]
     # _codecs.encode turns the str of a protocol-2 bytes object back into bytes; torch's own
     # weights-only unpickler allows it, the restricted fallback needs it named
-    return [HistoryBuffer, (_history_buffer_method, 'builtins.getattr'), np.ndarray, np.dtype,
-            *numpy_functions, *dtype_classes, (codecs.encode, '_codecs.encode')]
+    return [
+        HistoryBuffer, (_history_buffer_method, 'builtins.getattr'), np.ndarray, np.dtype,
+        *numpy_functions, *dtype_classes, (codecs.encode, '_codecs.encode')
+    ]
 
 
 # Whether this torch can scope an allow-list to a block (torch >= 2.5), see _weights_only_load.
@@ -179,9 +185,9 @@ def _translate_load_error(err: BaseException, name: str) -> Optional[CheckpointE
                 'without this restriction.')
         return UnreadableCheckpointError(
             f'{name}: not a readable checkpoint ({detail}); it is corrupt or not a torch file')
-    if isinstance(err, (EOFError, pickle.UnpicklingError)) or (
-            isinstance(err, RuntimeError) and any(
-                m in text for m in ('PytorchStreamReader', 'zip archive', 'magic number'))):
+    if isinstance(err,
+                  (EOFError, pickle.UnpicklingError)) or (isinstance(err, RuntimeError) and any(
+                      m in text for m in ('PytorchStreamReader', 'zip archive', 'magic number'))):
         first = text.strip().splitlines()[0].split('. ')[0][:200] if text.strip() else 'empty'
         return UnreadableCheckpointError(
             f'{name}: not a readable checkpoint ({first}); it is truncated (e.g. by a kill or '
@@ -189,8 +195,7 @@ def _translate_load_error(err: BaseException, name: str) -> Optional[CheckpointE
     return None
 
 
-def _load(load_fn: Callable, f, args: tuple, kwargs: dict, trust: bool,
-          name: Optional[str] = None):
+def _load(load_fn: Callable, f, args: tuple, kwargs: dict, trust: bool, name: Optional[str] = None):
     """``load_fn(f, *args, **kwargs)`` with weights_only forced and our allow-list in scope."""
     if trust:
         return load_fn(f, *args, **dict(kwargs, weights_only=False))
@@ -235,25 +240,8 @@ def save_checkpoint_atomic(obj, filename: str) -> None:
         obj: What to save.
         filename (str): Destination path (local file system).
     """
-    folder = osp.dirname(osp.abspath(filename))
-    os.makedirs(folder, exist_ok=True)
-    tmp = osp.join(folder, f'.{osp.basename(filename)}.tmp-{os.getpid()}')
-    try:
-        with open(tmp, 'wb') as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, filename)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
-    with contextlib.suppress(OSError):  # not every file system can fsync a folder
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    with atomic_open(filename, 'wb') as f:
+        torch.save(obj, f)
 
 
 def _state_dict_of(checkpoint) -> dict:
@@ -280,8 +268,11 @@ def check_weights_match(module: torch.nn.Module, state_dict: dict, source: str) 
     Raises:
         MismatchedCheckpointError: Less than ``MIN_LOADED_FRACTION`` of the weights match.
     """
-    own = {k: v for k, v in module.state_dict().items()
-           if torch.is_tensor(v) and 'num_batches_tracked' not in k}
+    own = {
+        k: v
+        for k, v in module.state_dict().items()
+        if torch.is_tensor(v) and 'num_batches_tracked' not in k
+    }
     total = sum(v.numel() for v in own.values())
     if total == 0:
         return
@@ -292,8 +283,8 @@ def check_weights_match(module: torch.nn.Module, state_dict: dict, source: str) 
     theirs = [k for k in state_dict if isinstance(k, str)]
     matched = sum(1 for k, v in own.items()
                   if torch.is_tensor(state_dict.get(k)) and state_dict[k].shape == v.shape)
-    if any(k.startswith('architecture.') for k in theirs) and not any(
-            k.startswith('architecture.') for k in own):
+    if any(k.startswith('architecture.')
+           for k in theirs) and not any(k.startswith('architecture.') for k in own):
         fix = ('this is a distillation checkpoint (the student is under \'architecture.\'): '
                f'export the student with {EXPORTER} and load that, or use the distillation '
                'config')
@@ -342,11 +333,15 @@ def find_resumable_checkpoint(work_dir: str, logger='current') -> Optional[str]:
         if named and osp.isfile(named):
             candidates.add(osp.abspath(named))
         elif named:
-            print_log(f'--resume: last_checkpoint names {named}, which does not exist; looking '
-                      'for other checkpoints', logger=logger, level=logging.WARNING)
+            print_log(
+                f'--resume: last_checkpoint names {named}, which does not exist; looking '
+                'for other checkpoints',
+                logger=logger,
+                level=logging.WARNING)
     if osp.isdir(work_dir):
-        candidates.update(osp.abspath(osp.join(work_dir, f)) for f in os.listdir(work_dir)
-                          if f.endswith('.pth') and osp.isfile(osp.join(work_dir, f)))
+        candidates.update(
+            osp.abspath(osp.join(work_dir, f)) for f in os.listdir(work_dir)
+            if f.endswith('.pth') and osp.isfile(osp.join(work_dir, f)))
     skipped = []
     for path in sorted(candidates, key=lambda p: (_step_of(p), osp.getmtime(p)), reverse=True):
         try:
@@ -362,8 +357,8 @@ def find_resumable_checkpoint(work_dir: str, logger='current') -> Optional[str]:
         print_log(f'--resume: skipping {reason}', logger=logger, level=logging.WARNING)
     if skipped:
         raise UnreadableCheckpointError(
-            f'--resume: no checkpoint of {work_dir} loads: ' + '; '.join(skipped)
-            + '. Pass --resume PATH to a good checkpoint, or start anew in another --work-dir.')
+            f'--resume: no checkpoint of {work_dir} loads: ' + '; '.join(skipped) +
+            '. Pass --resume PATH to a good checkpoint, or start anew in another --work-dir.')
     return None
 
 
@@ -402,7 +397,9 @@ class CheckpointGuard:
         trust (bool, optional): Unrestricted unpickling; defaults to ``DIFFKD_TRUST_CHECKPOINTS``.
     """
 
-    def __init__(self, cfg=None, names: Optional[Dict[str, str]] = None,
+    def __init__(self,
+                 cfg=None,
+                 names: Optional[Dict[str, str]] = None,
                  trust: Optional[bool] = None) -> None:
         self.cfg = cfg
         self.names = dict(names or {})
@@ -432,8 +429,13 @@ class CheckpointGuard:
         guard = self
 
         def guarded_load(f, *args, **kwargs):
-            return _load(original_load, f, args, kwargs, guard.trust,
-                         name=guard._current if not isinstance(f, (str, os.PathLike)) else None)
+            return _load(
+                original_load,
+                f,
+                args,
+                kwargs,
+                guard.trust,
+                name=guard._current if not isinstance(f, (str, os.PathLike)) else None)
 
         def tracked_loader(cls, filename, map_location=None, logger='current'):
             guard._current = filename
@@ -442,8 +444,9 @@ class CheckpointGuard:
         def checked_load_state_dict(module, state_dict, strict=False, logger=None):
             from mmengine.model import is_model_wrapper
             target = module.module if is_model_wrapper(module) else module
-            source = (guard.source_of(guard._current) if guard._current
-                      else 'the state dict being loaded')
+            source = (
+                guard.source_of(guard._current)
+                if guard._current else 'the state dict being loaded')
             guard._current = None
             check_weights_match(target, state_dict, source)
             return original_state_dict(module, state_dict, strict, logger)
@@ -466,19 +469,23 @@ class CheckpointGuard:
                 return original_save(checkpoint, filename, file_client_args, backend_args)
             save_checkpoint_atomic(checkpoint, filename)
 
-        for owner, name, value in (
-                (torch, 'load', guarded_load),
-                (ckpt_mod.CheckpointLoader, 'load_checkpoint', classmethod(tracked_loader)),
-                (ckpt_mod, 'load_state_dict', checked_load_state_dict),
-                (torch.hub, 'download_url_to_file', offline_aware_download),
-                (ckpt_mod, 'save_checkpoint', atomic_save),
-                (runner_mod, 'save_checkpoint', atomic_save),  # Runner.save_checkpoint's name
-                (mmengine.runner, 'save_checkpoint', atomic_save)):  # CheckpointHook's publish
+        swaps = (
+            (torch, 'load', guarded_load),
+            (ckpt_mod.CheckpointLoader, 'load_checkpoint', classmethod(tracked_loader)),
+            (ckpt_mod, 'load_state_dict', checked_load_state_dict),
+            (torch.hub, 'download_url_to_file', offline_aware_download),
+            (ckpt_mod, 'save_checkpoint', atomic_save),
+            (runner_mod, 'save_checkpoint', atomic_save),  # Runner.save_checkpoint's name
+            (mmengine.runner, 'save_checkpoint', atomic_save))  # CheckpointHook's publish
+        for owner, name, value in swaps:
             stack.enter_context(_swapped(owner, name, value))
         self._stack = stack
         if self.trust:
-            print_log(f'{TRUST_ENV}=1: checkpoints are unpickled without restriction; load only '
-                      'files you trust', logger='current', level=logging.WARNING)
+            print_log(
+                f'{TRUST_ENV}=1: checkpoints are unpickled without restriction; load only '
+                'files you trust',
+                logger='current',
+                level=logging.WARNING)
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -501,6 +508,7 @@ def find_config_key(cfg, value: str) -> Optional[str]:
         str or None: e.g. ``'model.teacher_ckpt'`` or
         ``'model.architecture.backbone.init_cfg.checkpoint (in mmdet::...py)'``.
     """
+
     def walk(node, prefix: str, origin: str) -> Optional[str]:
         if isinstance(node, str):
             return prefix + origin if node == value else None
@@ -526,5 +534,11 @@ def find_config_key(cfg, value: str) -> Optional[str]:
     if cfg is None:
         return None
     # model.* first: a config often also names its teacher checkpoint in a top-level variable
-    ordered = {'model': cfg.get('model', {}), **{k: v for k, v in dict(cfg).items() if k != 'model'}}
+    ordered = {
+        'model': cfg.get('model', {}),
+        **{
+            k: v
+            for k, v in dict(cfg).items() if k != 'model'
+        }
+    }
     return walk(ordered, '', '')

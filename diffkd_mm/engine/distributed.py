@@ -40,11 +40,12 @@ def setup_cpu_distributed(cfg) -> bool:
         return False
     if not dist.is_initialized():
         dist.init_process_group(
-            backend='gloo', rank=int(os.environ['RANK']),
-            world_size=int(os.environ['WORLD_SIZE']))
+            backend='gloo', rank=int(os.environ['RANK']), world_size=int(os.environ['WORLD_SIZE']))
     wrapper = cfg.get('model_wrapper_cfg') or {}
     if wrapper.get('type', 'MMDistributedDataParallel') == 'MMDistributedDataParallel':
         cfg.model_wrapper_cfg = dict(
-            wrapper, type='CPUDistributedDataParallel', broadcast_buffers=False,
+            wrapper,
+            type='CPUDistributedDataParallel',
+            broadcast_buffers=False,
             find_unused_parameters=cfg.get('find_unused_parameters', False))
     return True

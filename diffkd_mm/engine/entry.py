@@ -10,8 +10,10 @@ from mmengine.config import Config
 from .checkpoint import CheckpointError
 
 
-def load_entry_config(path: str, cfg_options: Optional[dict] = None,
-                      work_dir: Optional[str] = None, launcher: str = 'none') -> Config:
+def load_entry_config(path: str,
+                      cfg_options: Optional[dict] = None,
+                      work_dir: Optional[str] = None,
+                      launcher: str = 'none') -> Config:
     """Load the config an entry point runs, apply ``--cfg-options``, the work dir and launcher.
 
     Exits with a message (not a stack trace) when the file defines no ``model``. The work dir

@@ -6,8 +6,7 @@ import torch
 
 
 @torch.no_grad()
-def record_denoising(algorithm, data: dict, loss_name: str, level: int = 0,
-                     seed: int = 0) -> dict:
+def record_denoising(algorithm, data: dict, loss_name: str, level: int = 0, seed: int = 0) -> dict:
     """Run teacher, student and one DiffKD branch on a batch, in eval mode.
 
     Args:
@@ -22,11 +21,15 @@ def record_denoising(algorithm, data: dict, loss_name: str, level: int = 0,
         dict: ``inputs`` (B, 3, H, W) as preprocessed, with ``pixel_mean`` / ``pixel_std``
         (lists, None when the preprocessor does not normalise) to undo that, and the
         (B, L, h, w) maps ``student`` (projected student feature), ``denoised`` (after the DDIM
-        loop and the output projection) and ``teacher`` (the target), plus ``gate`` (B,).
+        loop and the output projection) and ``teacher`` (the target), plus ``gate`` (B,) and
+        ``layout``: ``'logits'`` for a (B, C) entry (maps of size 1x1), else ``'maps'`` (feature
+        maps, and token grids as maps).
     """
     distiller = algorithm.distiller
     loss = distiller.distill_losses[loss_name]
     mapping = distiller.loss_forward_mappings[loss_name]
+    if not 0 <= level < loss.num_levels:
+        raise ValueError(f'level must be in [0, {loss.num_levels}) for {loss_name!r}, got {level}')
     was_training = algorithm.training
     algorithm.eval()
     try:
@@ -35,22 +38,22 @@ def record_denoising(algorithm, data: dict, loss_name: str, level: int = 0,
         with distiller.teacher_recorders, distiller.student_recorders:
             algorithm.teacher(inputs, samples, mode='tensor')
             algorithm.student(inputs, samples, mode='tensor')
-        pairs = list(loss.feature_pairs(*(distiller.get_record(**mapping[key])
-                                          for key in ('preds_S', 'preds_T'))))
-        s, t, _ = pairs[level]  # as maps, checked and resized as the loss sees them
-        # The branch's parts, not its forward: the diffusion loss is not pictured.
-        branch = loss.branch(level)
-        latent = branch.student_proj(s)
-        generator = torch.Generator(device=s.device).manual_seed(seed)
-        noise = torch.randn(latent.shape, generator=generator, device=s.device, dtype=s.dtype)
-        target, _ = branch.encode_teacher(t)
-        denoised, gate = branch.denoise(latent, noise)
+        preds = [distiller.get_record(**mapping[key]) for key in ('preds_S', 'preds_T')]
+        # The loss's own path (checks, reshaping, resizing), under a fixed start-point noise.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            out, like = list(loss.level_outputs(*preds))[level]
         pre = algorithm.data_preprocessor
         normalised = getattr(pre, '_enable_normalize', False)
-        return dict(inputs=inputs.float(), student=latent, denoised=branch.output_proj(denoised),
-                    teacher=target, gate=gate,
-                    pixel_mean=pre.mean.flatten().tolist() if normalised else None,
-                    pixel_std=pre.std.flatten().tolist() if normalised else None)
+        return dict(
+            inputs=inputs.float(),
+            student=out.student,
+            denoised=out.refined,
+            teacher=out.target,
+            gate=out.gate,
+            layout='logits' if like.dim() == 2 else 'maps',
+            pixel_mean=pre.mean.flatten().tolist() if normalised else None,
+            pixel_std=pre.std.flatten().tolist() if normalised else None)
     finally:
         algorithm.train(was_training)
 
@@ -74,12 +77,59 @@ def _cosine(a: torch.Tensor, b: torch.Tensor) -> List[float]:
     return torch.nn.functional.cosine_similarity(a.flatten(1), b.flatten(1)).tolist()
 
 
-def denoising_figure(record: dict, path: str, max_images: int = 4):
-    """Save a grid: image | student | denoised student | teacher, one row per image.
+def _images(record: dict) -> torch.Tensor:
+    """The batch's images as (B, 3, H, W) in [0, 1], the preprocessing undone."""
+    images = record['inputs'].cpu()
+    if record.get('pixel_mean') is not None:
+        images = images * torch.tensor(record['pixel_std'])[:, None, None] + \
+            torch.tensor(record['pixel_mean'])[:, None, None]
+    return (images / 255.0 if images.max() > 1.5 else images).clamp(0, 1)
 
-    The three feature maps are drawn in one colour space: the top 3 principal components of the
-    teacher's maps (as RGB), with the teacher's range, so colours compare across columns. Each
-    title gives the cosine similarity of the map to the teacher's.
+
+def _map_cells(record: dict, cos: dict) -> List[list]:
+    """Per image: (title, RGB array) of the student, denoised and teacher maps, drawn in one
+    colour space (the teacher's top-3 principal components, with the teacher's range)."""
+    teacher = record['teacher'].float().cpu()
+    centre, basis = _pca_basis(teacher)
+    proj_t = (teacher.permute(0, 2, 3, 1).reshape(-1, teacher.shape[1]).double() - centre) @ basis
+    lo, hi = proj_t.quantile(0.01, dim=0), proj_t.quantile(0.99, dim=0)
+    maps = {
+        name: _project(record[name].float().cpu(), centre, basis, lo, hi)
+        for name in ('student', 'denoised', 'teacher')
+    }
+    return [[(f'student (cos {cos["student"][r]:.2f})', maps['student'][r]),
+             (f'denoised (cos {cos["denoised"][r]:.2f}, g={float(record["gate"][r]):.2f})',
+              maps['denoised'][r]), ('teacher', maps['teacher'][r])]
+            for r in range(teacher.shape[0])]
+
+
+def _draw_logits(ax, record: dict, cos: dict, r: int, top_k: int = 10) -> None:
+    """Bars of the student, denoised and teacher values on the teacher's ``top_k`` channels
+    (classes, without an AE) of image ``r``."""
+    values = {
+        name: record[name][r].flatten().float().cpu()
+        for name in ('student', 'denoised', 'teacher')
+    }
+    channels = values['teacher'].topk(min(top_k, values['teacher'].numel())).indices
+    x = np.arange(len(channels))
+    labels = (f'student (cos {cos["student"][r]:.2f})',
+              f'denoised (cos {cos["denoised"][r]:.2f}, g={float(record["gate"][r]):.2f})',
+              'teacher')
+    for offset, (name, label) in zip((-0.27, 0, 0.27), zip(values, labels)):
+        ax.bar(x + offset, values[name][channels].numpy(), width=0.27, label=label)
+    ax.set_xticks(x, [str(int(c)) for c in channels], fontsize=7)
+    ax.set_xlabel(f'the teacher target\'s top {len(channels)} channels', fontsize=8)
+    ax.legend(fontsize=7)
+
+
+def denoising_figure(record: dict, path: str, max_images: int = 4):
+    """Save one row per image: the image, then the student, denoised student and teacher.
+
+    Feature maps (and token grids) are drawn in one colour space: the top 3 principal
+    components of the teacher's maps (as RGB), with the teacher's range, so colours compare
+    across columns. Logits entries (``record['layout'] == 'logits'``) are drawn as bars of the
+    three vectors on the teacher's top channels. Each title gives the cosine similarity to the
+    teacher's.
 
     Args:
         record (dict): Output of :func:`record_denoising`.
@@ -91,34 +141,30 @@ def denoising_figure(record: dict, path: str, max_images: int = 4):
     import matplotlib.pyplot as plt
 
     teacher = record['teacher'].float().cpu()
-    centre, basis = _pca_basis(teacher)
-    proj_t = (teacher.permute(0, 2, 3, 1).reshape(-1, teacher.shape[1]).double() - centre) @ basis
-    lo, hi = proj_t.quantile(0.01, dim=0), proj_t.quantile(0.99, dim=0)
-    maps = {name: _project(record[name].float().cpu(), centre, basis, lo, hi)
-            for name in ('student', 'denoised', 'teacher')}
     cos = {name: _cosine(record[name].float().cpu(), teacher) for name in ('student', 'denoised')}
-    images = record['inputs'].cpu()
-    if record.get('pixel_mean') is not None:
-        images = images * torch.tensor(record['pixel_std'])[:, None, None] + \
-            torch.tensor(record['pixel_mean'])[:, None, None]
-    images = (images / 255.0 if images.max() > 1.5 else images).clamp(0, 1)
-
+    images = _images(record)
     rows = min(max_images, images.shape[0])
-    fig, axes = plt.subplots(rows, 4, figsize=(10, 2.6 * rows), squeeze=False)
+    logits = record.get('layout') == 'logits'
+    if logits:
+        fig, axes = plt.subplots(
+            rows, 2, figsize=(10, 2.6 * rows), squeeze=False, gridspec_kw=dict(width_ratios=[1, 3]))
+        title = 'DiffKD on logits: values on the teacher target\'s top channels'
+    else:
+        fig, axes = plt.subplots(rows, 4, figsize=(10, 2.6 * rows), squeeze=False)
+        title = 'DiffKD feature maps (top-3 PCA components of the teacher feature as RGB)'
+        cells = _map_cells(record, cos)
     for r in range(rows):
-        cells = [
-            ('image', images[r].permute(1, 2, 0).numpy()),
-            (f'student (cos {cos["student"][r]:.2f})', maps['student'][r]),
-            (f'denoised (cos {cos["denoised"][r]:.2f}, g={float(record["gate"][r]):.2f})',
-             maps['denoised'][r]),
-            ('teacher', maps['teacher'][r]),
-        ]
-        for ax, (title, img) in zip(axes[r], cells):
+        axes[r][0].imshow(images[r].permute(1, 2, 0).numpy(), interpolation='nearest')
+        axes[r][0].set_title('image', fontsize=8)
+        axes[r][0].axis('off')
+        if logits:
+            _draw_logits(axes[r][1], record, cos, r)
+            continue
+        for ax, (cell_title, img) in zip(axes[r][1:], cells[r]):
             ax.imshow(img, interpolation='nearest')
-            ax.set_title(title, fontsize=8)
+            ax.set_title(cell_title, fontsize=8)
             ax.axis('off')
-    fig.suptitle('DiffKD feature maps (top-3 PCA components of the teacher feature as RGB)',
-                 fontsize=9)
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

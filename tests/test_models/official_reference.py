@@ -30,8 +30,8 @@ class OfficialLayoutDiffKD(nn.Module):
         latent = ct
         if ae_channels:
             self.ae = nn.Module()
-            self.ae.encoder = nn.Sequential(nn.Conv2d(ct, ae_channels, 1),
-                                            nn.BatchNorm2d(ae_channels))
+            self.ae.encoder = nn.Sequential(
+                nn.Conv2d(ct, ae_channels, 1), nn.BatchNorm2d(ae_channels))
             self.ae.decoder = nn.Sequential(nn.Conv2d(ae_channels, ct, 1))
             latent = ae_channels
         else:
@@ -41,10 +41,10 @@ class OfficialLayoutDiffKD(nn.Module):
         self.model.time_embedding = nn.Embedding(1280, latent)
         self.noise_adapter = nn.Module()
         if kernel_size == 3:
-            self.model.pred = nn.Sequential(_Bottleneck(latent), _Bottleneck(latent),
-                                            nn.Conv2d(latent, latent, 1), nn.BatchNorm2d(latent))
-            self.noise_adapter.feat = nn.Sequential(_Bottleneck(latent, 8),
-                                                    nn.AdaptiveAvgPool2d(1))
+            self.model.pred = nn.Sequential(
+                _Bottleneck(latent), _Bottleneck(latent), nn.Conv2d(latent, latent, 1),
+                nn.BatchNorm2d(latent))
+            self.noise_adapter.feat = nn.Sequential(_Bottleneck(latent, 8), nn.AdaptiveAvgPool2d(1))
         else:
             w = 4 * latent
             self.model.pred = nn.Sequential(
@@ -55,8 +55,9 @@ class OfficialLayoutDiffKD(nn.Module):
                 nn.Conv2d(latent, 2 * latent, 1), nn.BatchNorm2d(2 * latent), nn.ReLU(),
                 nn.Conv2d(2 * latent, latent, 1), nn.BatchNorm2d(latent))
         self.noise_adapter.pred = nn.Linear(latent, 2)
-        self.proj = (nn.Sequential(nn.Conv2d(latent, latent, 1), nn.BatchNorm2d(latent))
-                     if proj_bn else nn.Conv2d(latent, latent, 1))
+        self.proj = (
+            nn.Sequential(nn.Conv2d(latent, latent, 1), nn.BatchNorm2d(latent))
+            if proj_bn else nn.Conv2d(latent, latent, 1))
         betas = torch.linspace(1e-4, 0.02, 1000, dtype=torch.float32)
         self.alphas_cumprod = torch.cumprod(1 - betas, 0)
 
@@ -85,6 +86,6 @@ class OfficialLayoutDiffKD(nn.Module):
             x = a_prev**0.5 * x0 + (1 - a_prev)**0.5 * eps
         refined = self.proj(x)
         xt = ab[t].sqrt()[:, None, None, None] * ft + (1 - ab[t]).sqrt()[:, None, None,
-                                                                          None] * ddim_noise
+                                                                         None] * ddim_noise
         ddim_loss = F.mse_loss(self.eps_theta(xt, t), ddim_noise)
         return refined, ddim_loss, ft, rec_loss, g

@@ -8,8 +8,14 @@ diffusers = pytest.importorskip('diffusers')
 
 def reference_scheduler(steps=5):
     ref = diffusers.DDIMScheduler(
-        num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule='linear',
-        clip_sample=False, set_alpha_to_one=True, steps_offset=0, prediction_type='epsilon',
+        num_train_timesteps=1000,
+        beta_start=1e-4,
+        beta_end=0.02,
+        beta_schedule='linear',
+        clip_sample=False,
+        set_alpha_to_one=True,
+        steps_offset=0,
+        prediction_type='epsilon',
         timestep_spacing='leading')
     ref.set_timesteps(2 * steps)
     return ref
@@ -53,7 +59,8 @@ def test_loop_with_exact_noise_recovers_x0_in_closed_form():
         x = sched.step(eps, k, x)
         if k < sched.inference_steps - 1:
             t = sched.timesteps[k + 1]
-            on_path = sched.alphas_cumprod[t].sqrt() * x0 + (1 - sched.alphas_cumprod[t]).sqrt() * eps
+            on_path = sched.alphas_cumprod[t].sqrt() * x0 + (1 -
+                                                             sched.alphas_cumprod[t]).sqrt() * eps
             torch.testing.assert_close(x, on_path, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(x, x0, rtol=1e-5, atol=1e-5)
 

@@ -1,9 +1,8 @@
 import pytest
 import torch
-
-from diffkd_mm import compat
-from diffkd_mm.models.diffkd import DiffKDBranch, convert_official_state_dict
 from official_reference import OfficialLayoutDiffKD
+
+from diffkd_mm.models.diffkd import DiffKDBranch, convert_official_state_dict
 
 
 def make_inputs(cs=8, ct=16, latent=16, size=5, batch=3, seed=0):
@@ -16,17 +15,18 @@ def make_inputs(cs=8, ct=16, latent=16, size=5, batch=3, seed=0):
     return fs, ft, noise, ddim_noise, t
 
 
-@pytest.mark.parametrize('kernel_size,ae,proj_bn,size', [
-    (3, 8, True, 5),  # features with AE (the ImageNet layer4 setting, scaled down)
-    (3, None, True, 4),
-    (1, None, True, 1),  # logits as (B, C, 1, 1)
-    (3, None, False, 3),  # first official release: bare conv1x1 output projection
-])
+@pytest.mark.parametrize(
+    'kernel_size,ae,proj_bn,size',
+    [
+        (3, 8, True, 5),  # features with AE (the ImageNet layer4 setting, scaled down)
+        (3, None, True, 4),
+        (1, None, True, 1),  # logits as (B, C, 1, 1)
+        (3, None, False, 3),  # first official release: bare conv1x1 output projection
+    ])
 def test_parity_with_restated_official_math(kernel_size, ae, proj_bn, size):
     torch.manual_seed(1)
     ref = OfficialLayoutDiffKD(8, 16, kernel_size, ae, proj_bn).train()
-    ours = DiffKDBranch(8, 16, kernel_size=kernel_size, ae_channels=ae,
-                        output_norm=proj_bn).train()
+    ours = DiffKDBranch(8, 16, kernel_size=kernel_size, ae_channels=ae, output_norm=proj_bn).train()
     ours.load_state_dict(convert_official_state_dict(ref.state_dict()), strict=True)
     fs, ft, noise, ddim_noise, t = make_inputs(latent=ae or 16, size=size)
     refined, ddim_loss, target, rec_loss, gate = ref(fs, ft, noise, ddim_noise, t)
@@ -138,74 +138,6 @@ def test_bf16_autocast_on_cpu():
     assert branch.scheduler.step_coefs.dtype == torch.float32
 
 
-def _train_once(branch, inputs):
-    """One fwd+bwd with fixed draws; everything the step produces or changes, by name."""
-    fs, ft, noise, ddim_noise, t = inputs
-    fs = fs.clone().requires_grad_()
-    out = branch(fs, ft, noise=noise, diffusion_noise=ddim_noise, timesteps=t)
-    (torch.nn.functional.mse_loss(out.refined, out.target) + out.loss_ddim + out.loss_ae).backward()
-    result = dict(refined=out.refined, loss_ddim=out.loss_ddim, gate=out.gate, student_grad=fs.grad)
-    result.update({f'grad {n}': p.grad for n, p in branch.named_parameters()})
-    result.update({f'buffer {n}': b for n, b in branch.named_buffers()})
-    return result
-
-
-COMPILE_UNDER_CP = compat.torch_version_tuple() >= compat.COMPILE_UNDER_CHECKPOINT_MIN_TORCH
-NO_COMPILE_UNDER_CP = f'torch {torch.__version__} cannot run torch.compile inside ' \
-    'torch.utils.checkpoint(use_reentrant=False) (see diffkd_mm.compat)'
-
-
-@pytest.mark.parametrize('with_cp', [
-    False,
-    pytest.param(True, marks=pytest.mark.skipif(not COMPILE_UNDER_CP, reason=NO_COMPILE_UNDER_CP)),
-])
-def test_compiled_predictor_keeps_the_math(with_cp):
-    """torch.compile of the noise predictor: outputs, gradients and BN statistics within 1e-5."""
-    torch.manual_seed(0)
-    eager = DiffKDBranch(8, 16, ae_channels=8, with_cp=with_cp).train()
-    compiled = DiffKDBranch(8, 16, ae_channels=8, with_cp=with_cp, compile_predictor=True).train()
-    compiled.load_state_dict(eager.state_dict())
-    assert list(compiled.state_dict()) == list(eager.state_dict())
-    inputs = make_inputs(latent=8)
-    expected, got = _train_once(eager, inputs), _train_once(compiled, inputs)
-    assert '_compiled_predictor' in compiled.__dict__  # the compiled path did run
-    assert expected.keys() == got.keys()
-    for name in expected:
-        torch.testing.assert_close(got[name], expected[name], rtol=1e-5, atol=1e-5, msg=name)
-
-
-@pytest.mark.skipif(COMPILE_UNDER_CP, reason='this torch runs torch.compile under checkpointing')
-def test_compiled_predictor_with_cp_is_refused_clearly_on_old_torch():
-    with pytest.raises(RuntimeError, match=r'compile_predictor with with_cp=True needs torch >= '):
-        DiffKDBranch(8, 16, with_cp=True, compile_predictor=True)
-    # Either option alone still builds.
-    DiffKDBranch(8, 16, with_cp=True)
-    DiffKDBranch(8, 16, compile_predictor=True)
-
-
-def test_compiled_predictor_is_rebuilt_for_a_copy():
-    import copy
-    branch = DiffKDBranch(8, 16, compile_predictor=dict(dynamic=True))
-    branch.__dict__['_compiled_predictor'] = object()  # stands for one bound to `branch`
-    clone = copy.deepcopy(branch)
-    assert '_compiled_predictor' not in clone.__dict__
-    assert clone.compile_options == dict(dynamic=True)
-
-
-def test_compiled_predictor_warns_when_map_sizes_keep_changing(monkeypatch):
-    from diffkd_mm.models.diffkd import compile as compile_module
-    monkeypatch.setattr(torch, 'compile', lambda fn, **kwargs: fn)  # the shape watch only
-    logged = []
-    monkeypatch.setattr(compile_module, 'print_log', lambda msg, **kwargs: logged.append(msg))
-    branch = DiffKDBranch(8, 16, compile_predictor=True)
-    for size in (4, 5, 4, 6, 7):
-        branch(torch.randn(2, 8, size, size), torch.randn(2, 16, size, size))
-    assert not logged  # 4 distinct sizes
-    for size in (8, 9):
-        branch(torch.randn(2, 8, size, size), torch.randn(2, 16, size, size))
-    assert len(logged) == 1 and 'compile_predictor: the compiled module has now seen 5' in logged[0]
-
-
 def test_denoising_reads_no_tensor_value_on_the_host():
     """No host-device synchronisation: the whole fwd+bwd runs on the meta device, where any
     `.item()`, `bool(tensor)` or `.tolist()` of a computed value raises."""
@@ -218,8 +150,6 @@ def test_denoising_reads_no_tensor_value_on_the_host():
 
 @pytest.mark.parametrize('kwargs,match', [
     (dict(kernel_size=5), 'kernel_size must be 1'),
-    (dict(compile_predictor='yes'), 'compile_predictor must be a bool or a dict'),
-    (dict(compile_predictor=dict(modes='max-autotune')), r"compile_predictor takes .*'modes'"),
     (dict(student_channels=0), 'student_channels'),
     (dict(ae_channels=2.5), 'ae_channels'),
     (dict(inference_steps=0), 'inference_steps'),

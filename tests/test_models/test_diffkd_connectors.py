@@ -6,7 +6,7 @@ import torch
 from mmengine.logging import MessageHub
 from mmengine.optim import OptimWrapper
 
-from diffkd_mm.models import (DiffKDLoss, DiffKDStudentConnector, DiffKDTeacherConnector)
+from diffkd_mm.models import DiffKDLoss, DiffKDStudentConnector, DiffKDTeacherConnector
 from diffkd_mm.testing import toy_batch, toy_distill_cfg
 from mmrazor.registry import MODELS
 
@@ -14,16 +14,21 @@ S_WIDTH, T_WIDTH, LATENT = 4, 16, 8
 FORWARD_ARGS = dict(L2Loss=('s_feature', 't_feature'))  # mmrazor's names of the two inputs
 
 
-def connector_cfg(match_losses=(('loss_pkd', dict(type='PKDLoss')), ), ae_channels=LATENT,
-                  latent_channels=LATENT, diffusion=True):
+def connector_cfg(
+        match_losses=(('loss_pkd', dict(type='PKDLoss')), ),
+        ae_channels=LATENT,
+        latent_channels=LATENT,
+        diffusion=True):
     """The toy classifier distilled on its backbone: DiffKD connectors + the given losses."""
     cfg = toy_distill_cfg(student_width=S_WIDTH, teacher_width=T_WIDTH)
     d = cfg['distiller']
     d['connectors'] = dict(
-        diffkd_s=dict(type='DiffKDStudentConnector', student_channels=S_WIDTH,
-                      latent_channels=latent_channels),
-        diffkd_t=dict(type='DiffKDTeacherConnector', teacher_channels=T_WIDTH,
-                      ae_channels=ae_channels))
+        diffkd_s=dict(
+            type='DiffKDStudentConnector',
+            student_channels=S_WIDTH,
+            latent_channels=latent_channels),
+        diffkd_t=dict(
+            type='DiffKDTeacherConnector', teacher_channels=T_WIDTH, ae_channels=ae_channels))
     d['distill_losses'] = dict(match_losses)
     d['loss_forward_mappings'] = {
         name: {
@@ -35,8 +40,7 @@ def connector_cfg(match_losses=(('loss_pkd', dict(type='PKDLoss')), ), ae_channe
     }
     if diffusion:
         d['distill_losses']['loss_diffkd'] = dict(
-            type='DiffKDDiffusionLoss', student_connector='diffkd_s',
-            teacher_connector='diffkd_t')
+            type='DiffKDDiffusionLoss', student_connector='diffkd_s', teacher_connector='diffkd_t')
         d['loss_forward_mappings']['loss_diffkd'] = dict(
             target=dict(from_student=False, recorder='feat', connector='diffkd_t'))
     return cfg
@@ -57,9 +61,11 @@ def test_denoising_and_ae_run_once_per_iteration_for_two_matching_losses():
     """PKD and CWD both read the denoised student and the teacher target: the DDIM loop (5
     predictor calls), the diffusion loss (1 call), the adapter and the AE still run once."""
     hub = MessageHub.get_instance('test_connectors_once')
-    algo = build(connector_cfg(match_losses=(
-        ('loss_pkd', dict(type='PKDLoss', loss_weight=1.0)),
-        ('loss_cwd', dict(type='ChannelWiseDivergence', tau=1.0, loss_weight=1.0)))))
+    algo = build(
+        connector_cfg(
+            match_losses=(('loss_pkd', dict(type='PKDLoss', loss_weight=1.0)),
+                          ('loss_cwd',
+                           dict(type='ChannelWiseDivergence', tau=1.0, loss_weight=1.0)))))
     student = algo.distiller.connectors['diffkd_s']
     teacher = algo.distiller.connectors['diffkd_t']
     calls = []
@@ -75,8 +81,10 @@ def test_denoising_and_ae_run_once_per_iteration_for_two_matching_losses():
         assert calls.count('ae') == 1, calls
     assert {'distill.loss_pkd', 'distill.loss_cwd', 'distill.loss_diffkd'} <= set(log_vars)
     assert all(torch.isfinite(torch.as_tensor(v)) for v in log_vars.values())
-    assert {'train/distill.loss_diffkd_ddim', 'train/distill.loss_diffkd_ae',
-            'train/distill.diffkd_s_gate'} <= set(hub.log_scalars)
+    assert {
+        'train/distill.loss_diffkd_ddim', 'train/distill.loss_diffkd_ae',
+        'train/distill.diffkd_s_gate'
+    } <= set(hub.log_scalars)
     after = algo.distiller.connectors.state_dict()
     changed = [k for k, v in after.items() if not torch.equal(v, before[k])]
     for part in ('diffkd_s.branches.0.student_proj', 'diffkd_s.branches.0.noise_predictor',
@@ -88,8 +96,9 @@ def test_denoising_and_ae_run_once_per_iteration_for_two_matching_losses():
 def test_connectors_with_l2_compute_exactly_what_diffkd_loss_computes():
     """Same weights, same seed, one level: connectors + L2Loss (mean squared error) + the
     diffusion entry give DiffKDLoss's total, so the connector style is DiffKD, not a variant."""
-    algo = build(connector_cfg(match_losses=(
-        ('loss_l2', dict(type='L2Loss', normalize=False, div_element=True)), )))
+    algo = build(
+        connector_cfg(
+            match_losses=(('loss_l2', dict(type='L2Loss', normalize=False, div_element=True)), )))
     torch.manual_seed(3)
     reference = DiffKDLoss(S_WIDTH, T_WIDTH, ae_channels=LATENT)
     student = algo.distiller.connectors['diffkd_s']
@@ -104,9 +113,9 @@ def test_connectors_with_l2_compute_exactly_what_diffkd_loss_computes():
         algo.student(data['inputs'], data['data_samples'], mode='loss')
         with torch.no_grad():
             algo.teacher(data['inputs'], data['data_samples'], mode='loss')
-    fs, ft = (recorders.get_recorder('feat').get_record_data()
-              for recorders in (algo.distiller.student_recorders,
-                                algo.distiller.teacher_recorders))
+    fs, ft = (
+        recorders.get_recorder('feat').get_record_data()
+        for recorders in (algo.distiller.student_recorders, algo.distiller.teacher_recorders))
     torch.manual_seed(7)
     losses = algo.distiller.compute_distill_losses()
     torch.manual_seed(7)
@@ -136,8 +145,10 @@ def test_student_connector_in_a_stock_distiller_refuses_to_train():
     cfg = connector_cfg(diffusion=False)
     cfg['distiller']['type'] = 'ConfigurableDistiller'
     algo = build(cfg)
-    with pytest.raises(RuntimeError, match="no DiffKDDiffusionLoss trains this connector.*"
-                       "type='DiffKDDistiller'"):
+    with pytest.raises(
+            RuntimeError,
+            match="no DiffKDDiffusionLoss trains this connector.*"
+            "type='DiffKDDistiller'"):
         algo.train_step(toy_batch(), OptimWrapper(torch.optim.SGD(algo.parameters(), lr=0.1)))
 
 
@@ -159,8 +170,9 @@ def _with(cfg, **changes):
     (dict(distill_losses__loss_diffkd=None, loss_forward_mappings__loss_diffkd=None),
      r"loss_forward_mappings.loss_pkd.preds_S: connector 'diffkd_s' \(DiffKDStudentConnector\) "
      'is trained by no DiffKDDiffusionLoss'),
-    (dict(distill_losses__loss_diffkd__teacher_connector=None,
-          loss_forward_mappings__loss_diffkd__target__connector=None),
+    (dict(
+        distill_losses__loss_diffkd__teacher_connector=None,
+        loss_forward_mappings__loss_diffkd__target__connector=None),
      r"loss_forward_mappings.loss_pkd.preds_T: connector 'diffkd_t' \(DiffKDTeacherConnector\) "
      'is trained by no DiffKDDiffusionLoss'),
     (dict(distill_losses__loss_diffkd__student_connector='diffkd_x'),
@@ -185,8 +197,10 @@ def test_one_diffusion_entry_per_connector():
     d = cfg['distiller']
     d['distill_losses']['loss_diffkd_again'] = dict(d['distill_losses']['loss_diffkd'])
     d['loss_forward_mappings']['loss_diffkd_again'] = d['loss_forward_mappings']['loss_diffkd']
-    with pytest.raises(ValueError, match=r"distill_losses.loss_diffkd_again.student_connector: "
-                       r"connector 'diffkd_s' is already trained by distill_losses.loss_diffkd"):
+    with pytest.raises(
+            ValueError,
+            match=r"distill_losses.loss_diffkd_again.student_connector: "
+            r"connector 'diffkd_s' is already trained by distill_losses.loss_diffkd"):
         build(cfg)
 
 
@@ -196,10 +210,14 @@ def test_unlinked_diffusion_loss_and_wrong_widths_say_what_to_do():
         DiffKDDiffusionLoss('diffkd_s')(torch.randn(2, 8, 4, 4))
     algo = build(connector_cfg())
     algo.distiller.connectors['diffkd_s'].eval()
-    with pytest.raises(ValueError, match=r'connectors.diffkd_s \(DiffKDStudentConnector\): '
-                       r'feature\[0\] has 5 channels \(shape \(2, 5, 4, 4\)\) but '
-                       'student_channels=4'):
+    with pytest.raises(
+            ValueError,
+            match=r'connectors.diffkd_s \(DiffKDStudentConnector\): '
+            r'feature\[0\] has 5 channels \(shape \(2, 5, 4, 4\)\) but '
+            'student_channels=4'):
         algo.distiller.connectors['diffkd_s'](torch.randn(2, 5, 4, 4))
-    with pytest.raises(ValueError, match=r'connectors.diffkd_t \(DiffKDTeacherConnector\): '
-                       r'feature\[0\] has 8 channels.*teacher_channels=16'):
+    with pytest.raises(
+            ValueError,
+            match=r'connectors.diffkd_t \(DiffKDTeacherConnector\): '
+            r'feature\[0\] has 8 channels.*teacher_channels=16'):
         algo.distiller.connectors['diffkd_t'](torch.randn(2, 8, 4, 4))

@@ -6,8 +6,8 @@ import torch
 from mmengine.logging import MessageHub
 from mmengine.optim import OptimWrapper
 
-from mmrazor.registry import MODELS
 from diffkd_mm.testing import toy_batch, toy_distill_cfg
+from mmrazor.registry import MODELS
 
 
 def build(cfg=None):
@@ -25,8 +25,10 @@ def test_terms_logged_under_their_names_and_parsed():
     total, log_vars = algo.parse_losses(losses)
     torch.testing.assert_close(total, losses['distill.loss_diffkd'] + losses['student.loss_cls'])
     terms = {k[len('train/'):]: v.current() for k, v in hub.log_scalars.items()}
-    assert set(terms) == {'distill.loss_diffkd_kd', 'distill.loss_diffkd_ddim',
-                          'distill.loss_diffkd_ae', 'distill.diffkd_gate'}
+    assert set(terms) == {
+        'distill.loss_diffkd_kd', 'distill.loss_diffkd_ddim', 'distill.loss_diffkd_ae',
+        'distill.diffkd_gate'
+    }
     assert sum(v for k, v in terms.items() if 'loss' in k) == pytest.approx(
         float(log_vars['distill.loss_diffkd']), rel=1e-5)
     loss = algo.distiller.distill_losses['loss_diffkd']
@@ -49,8 +51,8 @@ def test_train_step_updates_diffkd_and_denoises_once():
     assert calls.count(1) == 6 and calls.count('adapter') == 1
     assert all(torch.isfinite(torch.as_tensor(v)) for v in log_vars.values())
     changed = [k for k, v in branch.state_dict().items() if not torch.equal(v, before[k])]
-    for part in ('student_proj', 'autoencoder.encoder', 'autoencoder.decoder',
-                 'noise_predictor', 'noise_adapter', 'output_proj'):
+    for part in ('student_proj', 'autoencoder.encoder', 'autoencoder.decoder', 'noise_predictor',
+                 'noise_adapter', 'output_proj'):
         assert any(k.startswith(part) for k in changed), part
     for k, v in algo.teacher.state_dict().items():
         assert torch.equal(v, teacher_before[k]), k
@@ -70,8 +72,8 @@ def test_logits_and_features_together():
     algo = build(cfg)
     log_vars = algo.train_step(toy_batch(), OptimWrapper(torch.optim.SGD(algo.parameters(), 0.1)))
     assert {'distill.loss_diffkd', 'distill.loss_diffkd_logits'} <= set(log_vars)
-    assert {'train/distill.loss_diffkd_logits_kd', 'train/distill.diffkd_logits_gate'} <= set(
-        hub.log_scalars)
+    assert {'train/distill.loss_diffkd_logits_kd',
+            'train/distill.diffkd_logits_gate'} <= set(hub.log_scalars)
 
 
 def test_student_is_unchanged_at_inference():

@@ -17,25 +17,38 @@ def logged_terms(loss, *inputs, name='loss_diffkd'):
     loss.bind_entry(name)
     total = loss(*inputs)
     stem = name[len('loss_'):]
-    logged = {key[len(f'train/distill.{name}_'):] if key.startswith(f'train/distill.{name}_')
-              else key[len(f'train/distill.{stem}_'):]: buf.current()
-              for key, buf in hub.log_scalars.items()}
+    logged = {}
+    for key, buf in hub.log_scalars.items():
+        prefix = f'train/distill.{name}_'
+        if not key.startswith(prefix):
+            prefix = f'train/distill.{stem}_'
+        logged[key[len(prefix):]] = buf.current()
     return total, logged
 
 
 def test_registered_for_mmrazor_configs():
     loss = MODELS.build(dict(type='DiffKDLoss', student_channels=4, teacher_channels=8))
     assert isinstance(loss, DiffKDLoss)
-    for name in ('DiffKDBranch', 'DDIMScheduler', 'NoisePredictor', 'NoiseAdapter',
-                 'LinearAutoEncoder', 'DiffKDDistiller', 'DiffKDDiffusionLoss',
-                 'DiffKDStudentConnector', 'DiffKDTeacherConnector'):
+    for name in ('DiffKDDistiller', 'DiffKDDiffusionLoss', 'DiffKDStudentConnector',
+                 'DiffKDTeacherConnector'):
         assert MODELS.get(name) is not None, name
+    # Internal parts are built by the branch, never from a config: nothing of them goes into
+    # mmrazor's registry, where generic names could collide with other packages'.
+    for name in ('DiffKDBranch', 'DDIMScheduler', 'NoisePredictor', 'NoiseAdapter',
+                 'LinearAutoEncoder'):
+        assert MODELS.get(name) is None, name
 
 
 def test_fpn_tuple_one_entry_terms_and_weights():
     torch.manual_seed(0)
-    loss = DiffKDLoss(student_channels=4, teacher_channels=16, num_levels=3, ae_channels=8,
-                      loss_weight=2.0, ddim_loss_weight=0.5, ae_loss_weight=3.0)
+    loss = DiffKDLoss(
+        student_channels=4,
+        teacher_channels=16,
+        num_levels=3,
+        ae_channels=8,
+        loss_weight=2.0,
+        ddim_loss_weight=0.5,
+        ae_loss_weight=3.0)
     sizes = (8, 4, 2)
     s = [torch.randn(2, 4, h, h) for h in sizes]
     t = [torch.randn(2, 16, h, h) for h in sizes]
@@ -63,11 +76,13 @@ def test_any_distiller_gets_a_tensor_and_the_terms_are_logged_under_the_entry_na
     distiller = ConfigurableDistiller(
         student_recorders=dict(s=dict(type='ModuleOutputs', source='0')),
         teacher_recorders=dict(t=dict(type='ModuleOutputs', source='0')),
-        distill_losses=dict(loss_diffkd_neck=dict(type='DiffKDLoss', student_channels=4,
-                                                   teacher_channels=8, ae_channels=8)),
-        loss_forward_mappings=dict(loss_diffkd_neck=dict(
-            preds_S=dict(from_student=True, recorder='s'),
-            preds_T=dict(from_student=False, recorder='t'))))
+        distill_losses=dict(
+            loss_diffkd_neck=dict(
+                type='DiffKDLoss', student_channels=4, teacher_channels=8, ae_channels=8)),
+        loss_forward_mappings=dict(
+            loss_diffkd_neck=dict(
+                preds_S=dict(from_student=True, recorder='s'),
+                preds_T=dict(from_student=False, recorder='t'))))
     student, teacher = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1)), \
         torch.nn.Sequential(torch.nn.Conv2d(3, 8, 1))
     distiller.prepare_from_student(student)
@@ -78,10 +93,13 @@ def test_any_distiller_gets_a_tensor_and_the_terms_are_logged_under_the_entry_na
     losses = distiller.compute_distill_losses()
     assert isinstance(losses['loss_diffkd_neck'], torch.Tensor)
     names = {k for k in hub.log_scalars}
-    assert {'train/distill.loss_diffkd_neck_kd', 'train/distill.loss_diffkd_neck_ddim',
-            'train/distill.loss_diffkd_neck_ae', 'train/distill.diffkd_neck_gate'} == names
-    logged = sum(hub.get_scalar(f'train/distill.loss_diffkd_neck_{t}').current()
-                 for t in ('kd', 'ddim', 'ae'))
+    assert {
+        'train/distill.loss_diffkd_neck_kd', 'train/distill.loss_diffkd_neck_ddim',
+        'train/distill.loss_diffkd_neck_ae', 'train/distill.diffkd_neck_gate'
+    } == names
+    logged = sum(
+        hub.get_scalar(f'train/distill.loss_diffkd_neck_{t}').current()
+        for t in ('kd', 'ddim', 'ae'))
     assert float(losses['loss_diffkd_neck']) == pytest.approx(logged, rel=1e-5)
 
 
@@ -94,8 +112,7 @@ def test_terms_are_not_logged_in_eval_mode():
 
 
 @pytest.mark.parametrize('match_loss,expected', [
-    (dict(type='L2Loss', normalize=False, div_element=True),
-     lambda r, t: F.mse_loss(r, t)),
+    (dict(type='L2Loss', normalize=False, div_element=True), lambda r, t: F.mse_loss(r, t)),
     (dict(type='PKDLoss', loss_weight=2.0), None),
     (dict(type='ChannelWiseDivergence', tau=2.0, loss_weight=3.0), None),
 ])
@@ -103,8 +120,7 @@ def test_match_loss_is_any_registered_mmrazor_loss(match_loss, expected):
     """The KD term is loss_weight * match_loss(refined, target) per level; the diffusion and
     AE terms are DiffKD's as before."""
     torch.manual_seed(0)
-    loss = DiffKDLoss(4, 16, num_levels=2, ae_channels=8, loss_weight=0.5,
-                      match_loss=match_loss)
+    loss = DiffKDLoss(4, 16, num_levels=2, ae_channels=8, loss_weight=0.5, match_loss=match_loss)
     built = MODELS.build(match_loss)
     s = [torch.randn(2, 4, h, h) for h in (4, 2)]
     t = [torch.randn(2, 16, h, h) for h in (4, 2)]
@@ -128,10 +144,10 @@ def test_match_loss_on_logits_sees_logits():
     expects."""
     torch.manual_seed(0)
     seen = []
-    loss = DiffKDLoss(10, 10, kernel_size=1,
-                      match_loss=dict(type='KLDivergence', tau=2.0, loss_weight=1.0))
-    loss.match_loss.register_forward_pre_hook(lambda m, args: seen.append(
-        [tuple(a.shape) for a in args]))
+    loss = DiffKDLoss(
+        10, 10, kernel_size=1, match_loss=dict(type='KLDivergence', tau=2.0, loss_weight=1.0))
+    loss.match_loss.register_forward_pre_hook(
+        lambda m, args: seen.append([tuple(a.shape) for a in args]))
     total = loss(torch.randn(4, 10), torch.randn(4, 10))
     assert seen == [[(4, 10), (4, 10)]] and torch.isfinite(total)
 
@@ -166,7 +182,8 @@ def test_logits_with_kl_match_official_kl():
     torch.manual_seed(5)
     o = loss.branches[0](s[:, :, None, None], t[:, :, None, None])
     expected = 4.0 * F.kl_div(
-        F.log_softmax(o.refined.flatten(1) / 2, 1), F.softmax(o.target.flatten(1) / 2, 1),
+        F.log_softmax(o.refined.flatten(1) / 2, 1),
+        F.softmax(o.target.flatten(1) / 2, 1),
         reduction='batchmean')
     assert out['kd'] == pytest.approx(float(expected), rel=1e-5)
     assert 'ae' not in out
@@ -192,8 +209,10 @@ def test_tokens_are_reshaped_to_square_maps():
 def test_channel_mismatch_names_loss_and_shapes():
     loss = DiffKDLoss(4, 8)
     loss.bind_entry('loss_diffkd_neck')
-    with pytest.raises(ValueError, match=r'loss_diffkd_neck: preds_S\[0\] has 5 channels '
-                       r'\(shape \(2, 5, 4, 4\)\) but student_channels=4'):
+    with pytest.raises(
+            ValueError,
+            match=r'loss_diffkd_neck: preds_S\[0\] has 5 channels '
+            r'\(shape \(2, 5, 4, 4\)\) but student_channels=4'):
         loss(torch.randn(2, 5, 4, 4), torch.randn(2, 8, 4, 4))
     with pytest.raises(ValueError, match=r'preds_T\[0\] has 7 channels.*teacher_channels=8'):
         loss(torch.randn(2, 4, 4, 4), torch.randn(2, 7, 4, 4))
@@ -208,8 +227,8 @@ def test_spatial_mismatch_errors_or_resizes():
     loss.branches[0].register_forward_pre_hook(lambda m, args: seen.append(args[0]))
     assert torch.isfinite(loss(s, t))
     # The branch sees the student map resized to the teacher's 4x4, as F.interpolate gives it.
-    torch.testing.assert_close(
-        seen[0], F.interpolate(s, size=(4, 4), mode='bilinear', align_corners=False))
+    torch.testing.assert_close(seen[0],
+                               F.interpolate(s, size=(4, 4), mode='bilinear', align_corners=False))
 
 
 def test_level_count_mismatch():
@@ -239,12 +258,12 @@ def test_standardize_channels_removes_only_each_channels_scale():
     x = torch.randn(3, 4, 5, 5) * torch.tensor([1., 10., 1e3, 1e5]).view(1, 4, 1, 1) + 7
     z = standardize_channels(x)
     torch.testing.assert_close(z.mean(dim=(0, 2, 3)), torch.zeros(4), atol=1e-5, rtol=0)
-    torch.testing.assert_close(z.var(dim=(0, 2, 3), unbiased=False), torch.ones(4), atol=1e-3,
-                               rtol=0)
+    torch.testing.assert_close(
+        z.var(dim=(0, 2, 3), unbiased=False), torch.ones(4), atol=1e-3, rtol=0)
     # Positions and samples keep their order and relative distances within a channel.
     for c in range(4):
-        torch.testing.assert_close(z[:, c], (x[:, c] - x[:, c].mean()) / x[:, c].std(
-            unbiased=False), rtol=1e-3, atol=1e-3)
+        torch.testing.assert_close(
+            z[:, c], (x[:, c] - x[:, c].mean()) / x[:, c].std(unbiased=False), rtol=1e-3, atol=1e-3)
 
 
 @pytest.mark.parametrize('ae_channels', [None, 8])
@@ -259,8 +278,12 @@ def test_huge_teacher_features_give_unit_scale_terms(ae_channels):
 
     def terms(target_norm, teacher):
         torch.manual_seed(0)
-        loss = DiffKDLoss(4, 16, num_levels=2, ae_channels=ae_channels,
-                          **({} if target_norm == 'default' else dict(target_norm=target_norm)))
+        loss = DiffKDLoss(
+            4,
+            16,
+            num_levels=2,
+            ae_channels=ae_channels,
+            **({} if target_norm == 'default' else dict(target_norm=target_norm)))
         torch.manual_seed(1)
         return logged_terms(loss, s, teacher)[1]
 
@@ -293,9 +316,10 @@ def test_nonfinite_term_raises_with_loss_term_level_and_iteration():
     loss.bind_entry('loss_diffkd_fpn')
     MessageHub.get_current_instance().update_info('iter', 41)
     s, t = _nan_levels()
-    with pytest.raises(FloatingPointError,
-                       match=r'loss_diffkd_fpn: non-finite DiffKD term\(s\) at iteration 42: '
-                       r'loss_kd = nan at level 1'):
+    with pytest.raises(
+            FloatingPointError,
+            match=r'loss_diffkd_fpn: non-finite DiffKD term\(s\) at iteration 42: '
+            r'loss_kd = nan at level 1'):
         loss(s, t)
 
 

@@ -44,8 +44,11 @@ class Payload:
 
 
 def run(args, env=None, timeout=600):
-    out = subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True,
-                         timeout=timeout, env=env)
+    out = subprocess.run([sys.executable, *map(str, args)],
+                         capture_output=True,
+                         text=True,
+                         timeout=timeout,
+                         env=env)
     return out.returncode, out.stdout + out.stderr
 
 
@@ -73,8 +76,15 @@ default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=1, max_ke
     marker = tmp / 'payload_ran'
     torch.save(dict(meta=dict(iter=3), state_dict=algo.state_dict(), x=Payload(marker)), evil)
     opts = [f'{d}.dataset.data_root={data}' for d in ('val_dataloader', 'test_dataloader')]
-    return dict(tmp=tmp, data=data, cfg=str(cfg), distill=distill, evil=evil, marker=marker,
-                data_opts=opts, algo=algo)
+    return dict(
+        tmp=tmp,
+        data=data,
+        cfg=str(cfg),
+        distill=distill,
+        evil=evil,
+        marker=marker,
+        data_opts=opts,
+        algo=algo)
 
 
 @pytest.fixture(scope='module')
@@ -108,8 +118,10 @@ def _evil_work_dir(setup, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('entry', ['train load_from', 'train --resume PATH', 'train --resume',
-                                   'train teacher_ckpt', 'test', 'visualiser', 'exporter'])
+@pytest.mark.parametrize('entry', [
+    'train load_from', 'train --resume PATH', 'train --resume', 'train teacher_ckpt', 'test',
+    'visualiser', 'exporter'
+])
 def test_malicious_checkpoint_is_refused(setup, tmp_path, entry):
     evil, cfg = setup['evil'], setup['cfg']
     work = ['--work-dir', tmp_path / 'w']
@@ -125,11 +137,15 @@ def test_malicious_checkpoint_is_refused(setup, tmp_path, entry):
     elif entry == 'test':
         args = [osp.join(TOOLS, 'test.py'), cfg, evil, *work]
     elif entry == 'visualiser':
-        args = [osp.join(TOOLS, 'analysis_tools', 'visualize_denoising.py'), cfg, evil,
-                '--out-dir', tmp_path / 'vis', '--num-images', '1']
+        args = [
+            osp.join(TOOLS, 'analysis_tools', 'visualize_denoising.py'), cfg, evil, '--out-dir',
+            tmp_path / 'vis', '--num-images', '1'
+        ]
     else:
-        args = [osp.join(TOOLS, 'model_converters', 'convert_kd_ckpt_to_student.py'), evil,
-                tmp_path / 'student.pth']
+        args = [
+            osp.join(TOOLS, 'model_converters', 'convert_kd_ckpt_to_student.py'), evil,
+            tmp_path / 'student.pth'
+        ]
     env = {k: v for k, v in os.environ.items() if k != TRUST_ENV}
     code, log = run(args, env=env)
     assert code != 0, log[-3000:]
@@ -145,6 +161,7 @@ def test_getattr_stand_in_reaches_nothing_but_statistics(tmp_path):
     """``getattr`` is allowed only as far as a HistoryBuffer's statistics methods need it."""
 
     class Reach:
+
         def __reduce__(self):
             return getattr, (HistoryBuffer, '__init__')
 
@@ -172,8 +189,8 @@ def test_own_checkpoints_load_without_opt_in(setup, full_run, tmp_path):
     assert isinstance(loaded['message_hub']['log_scalars']['train/loss'], HistoryBuffer)
     assert loaded['torch_rng_state']['cpu'].dtype == torch.uint8
     student = tmp_path / 'student.pth'
-    code, log = run([osp.join(TOOLS, 'model_converters', 'convert_kd_ckpt_to_student.py'), ckpt,
-                     student])
+    code, log = run(
+        [osp.join(TOOLS, 'model_converters', 'convert_kd_ckpt_to_student.py'), ckpt, student])
     assert code == 0, log
     assert load_checkpoint_file(str(student), trust=False)['state_dict']
     cached = tmp_path / 'cache' / 'teacher.pth'
@@ -187,10 +204,16 @@ def _zoo_shaped(model, legacy):
     hub = MessageHub('zoo_shaped')
     hub.update_scalar('train/loss', np.float64(0.5))
     hub.update_info('best_score', np.float32(0.75))
-    meta = dict(mmcv_version='1.7.0', config='model = dict()', env_info='sys.platform: linux',
-                CLASSES=('road', 'car'), PALETTE=[[128, 64, 128], [0, 0, 142]], epoch=12,
-                iter=80000, hook_msgs=dict(last_ckpt='x.pth', best_score=np.float64(0.8)),
-                dataset_meta=dict(classes=('road', 'car'), palette=[(128, 64, 128)]))
+    meta = dict(
+        mmcv_version='1.7.0',
+        config='model = dict()',
+        env_info='sys.platform: linux',
+        CLASSES=('road', 'car'),
+        PALETTE=[[128, 64, 128], [0, 0, 142]],
+        epoch=12,
+        iter=80000,
+        hook_msgs=dict(last_ckpt='x.pth', best_score=np.float64(0.8)),
+        dataset_meta=dict(classes=('road', 'car'), palette=[(128, 64, 128)]))
     state = OrderedDict(model.state_dict())
     ckpt = dict(meta=meta, state_dict=state)
     if not legacy:
@@ -201,8 +224,8 @@ def _zoo_shaped(model, legacy):
 @pytest.mark.parametrize('legacy', [True, False], ids=['mmcv1-legacy-format', 'mmengine'])
 def test_zoo_shaped_checkpoints_load_without_opt_in(setup, tmp_path, legacy):
     path = tmp_path / 'zoo.pth'
-    torch.save(_zoo_shaped(setup['algo'].student, legacy), path,
-               _use_new_zipfile_serialization=not legacy)
+    torch.save(
+        _zoo_shaped(setup['algo'].student, legacy), path, _use_new_zipfile_serialization=not legacy)
     loaded = load_checkpoint_file(str(path), trust=False)
     assert loaded['meta']['CLASSES'] == ('road', 'car')
     # and through mmengine's loader, as model.teacher_ckpt / load_from use it
@@ -217,9 +240,11 @@ def test_zoo_shaped_checkpoints_load_without_opt_in(setup, tmp_path, legacy):
 @pytest.mark.slow
 def test_checkpoint_of_another_model_stops_test(setup, tmp_path):
     """A distillation checkpoint given to the plain student's config: an error, not an mIoU."""
-    code, log = run([osp.join(TOOLS, 'test.py'), osp.join(DEMO, 'seg_student.py'),
-                     setup['distill'], '--work-dir', tmp_path, '--cfg-options',
-                     *setup['data_opts']])
+    code, log = run([
+        osp.join(TOOLS, 'test.py'),
+        osp.join(DEMO, 'seg_student.py'), setup['distill'], '--work-dir', tmp_path, '--cfg-options',
+        *setup['data_opts']
+    ])
     assert code != 0
     assert (f"checkpoint ({setup['distill']}) holds none of the weights of the EncoderDecoder "
             'being loaded') in log, log[-3000:]
@@ -236,8 +261,11 @@ def test_partial_match_keeps_mmengine_warning(setup, tmp_path):
     state.pop('decode_head.conv_seg.bias')
     path = tmp_path / 'partial.pth'
     torch.save(dict(state_dict=state), path)
-    code, log = run([osp.join(TOOLS, 'test.py'), osp.join(DEMO, 'seg_student.py'), path,
-                     '--work-dir', tmp_path, '--cfg-options', *setup['data_opts']])
+    code, log = run([
+        osp.join(TOOLS, 'test.py'),
+        osp.join(DEMO, 'seg_student.py'), path, '--work-dir', tmp_path, '--cfg-options',
+        *setup['data_opts']
+    ])
     assert code == 0, log[-3000:]
     assert 'missing keys in source state_dict: decode_head.conv_seg.bias' in log
     assert 'Iter(test)' in log and 'mIoU:' in log
@@ -251,8 +279,10 @@ def test_teacher_checkpoint_of_another_model_stops_training(setup, tmp_path):
                         for k, v in setup['algo'].state_dict().items()
                         if k.startswith('architecture.'))
     torch.save(dict(state_dict=state), student)
-    code, log = run([TRAIN, setup['cfg'], '--work-dir', tmp_path / 'w', '--cfg-options',
-                     f'model.teacher_ckpt={student}'])
+    code, log = run([
+        TRAIN, setup['cfg'], '--work-dir', tmp_path / 'w', '--cfg-options',
+        f'model.teacher_ckpt={student}'
+    ])
     assert code != 0
     assert f'model.teacher_ckpt ({student}) holds none of the weights' in log, log[-3000:]
     assert 'Traceback' not in log and 'Iter(train)' not in log
@@ -292,8 +322,10 @@ def _final_weights(work_dir):
 
 def _start(args, log_path, env=None):
     with open(log_path, 'w') as log:
-        return subprocess.Popen([sys.executable, *map(str, args)], stdout=log,
-                                stderr=subprocess.STDOUT, env=env), log_path
+        return subprocess.Popen([sys.executable, *map(str, args)],
+                                stdout=log,
+                                stderr=subprocess.STDOUT,
+                                env=env), log_path
 
 
 def _wait_for(predicate, proc, timeout=300):
@@ -308,8 +340,7 @@ def _wait_for(predicate, proc, timeout=300):
 
 
 @pytest.mark.slow
-def test_sigkill_at_random_moments_then_resume_matches_uninterrupted_run(setup, full_run,
-                                                                          tmp_path):
+def test_sigkill_at_random_moments_then_resume_matches_uninterrupted_run(setup, full_run, tmp_path):
     """Kill tools/train.py with SIGKILL in the middle of a save and at random moments of
     training, resume with --resume each time, and end with the uninterrupted run's weights."""
     work = tmp_path / 'cut'
@@ -379,17 +410,18 @@ def test_truncated_last_checkpoint_is_skipped_on_resume(setup, full_run, tmp_pat
 
 
 @pytest.mark.parametrize('key,option', [
-    ('model.architecture.backbone.init_cfg.checkpoint',
-     ['model.architecture.backbone.init_cfg.type=Pretrained',
-      'model.architecture.backbone.init_cfg.checkpoint=https://download.invalid/r18.pth']),
+    ('model.architecture.backbone.init_cfg.checkpoint', [
+        'model.architecture.backbone.init_cfg.type=Pretrained',
+        'model.architecture.backbone.init_cfg.checkpoint=https://download.invalid/r18.pth'
+    ]),
     ('model.teacher_ckpt', ['model.teacher_ckpt=https://download.invalid/r18.pth']),
 ])
 @pytest.mark.slow
 def test_failed_download_names_the_config_key(setup, tmp_path, key, option):
     """``.invalid`` never resolves, so this is the no-network case on any machine."""
     env = dict(os.environ, TORCH_HOME=str(tmp_path / 'torch_home'))
-    code, log = run([TRAIN, setup['cfg'], '--work-dir', tmp_path / 'w', '--cfg-options',
-                     *option], env=env)
+    code, log = run([TRAIN, setup['cfg'], '--work-dir', tmp_path / 'w', '--cfg-options', *option],
+                    env=env)
     assert code != 0
     cache = tmp_path / 'torch_home' / 'hub' / 'checkpoints' / 'r18.pth'
     assert (f'{key} (https://download.invalid/r18.pth): downloading '
@@ -400,9 +432,12 @@ def test_failed_download_names_the_config_key(setup, tmp_path, key, option):
 def test_config_key_found_in_cfg_path_models():
     """Pretrained weights named in an mmseg config that the distillation config takes by
     cfg_path are reported with that key and file."""
-    cfg = Config(dict(model=dict(architecture=dict(
-        cfg_path='mmseg::deeplabv3/deeplabv3_r18-d8_4xb2-80k_cityscapes-512x1024.py'),
-        teacher_ckpt='t.pth')))
+    cfg = Config(
+        dict(
+            model=dict(
+                architecture=dict(
+                    cfg_path='mmseg::deeplabv3/deeplabv3_r18-d8_4xb2-80k_cityscapes-512x1024.py'),
+                teacher_ckpt='t.pth')))
     assert find_config_key(cfg, 't.pth') == 'model.teacher_ckpt'
     assert find_config_key(cfg, 'open-mmlab://resnet18_v1c') == (
         'model.architecture.pretrained '

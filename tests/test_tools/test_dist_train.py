@@ -40,9 +40,16 @@ default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=3))
 ''')
     work_dir = tmp_path / 'work'
     env = dict(os.environ, PORT=str(_free_port()), PYTHON=sys.executable, OMP_NUM_THREADS='1')
-    out = subprocess.run(
-        ['bash', osp.join(ROOT, 'tools', 'dist_train.sh'), str(cfg), '2', '--work-dir',
-         str(work_dir)], capture_output=True, text=True, env=env, timeout=600)
+    out = subprocess.run([
+        'bash',
+        osp.join(ROOT, 'tools', 'dist_train.sh'),
+        str(cfg), '2', '--work-dir',
+        str(work_dir)
+    ],
+                         capture_output=True,
+                         text=True,
+                         env=env,
+                         timeout=600)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
 
     digests = [json.load(open(work_dir / f'param_digest_rank{r}.json')) for r in (0, 1)]

@@ -36,8 +36,11 @@ default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=3))
 
 
 def train(cfg, work_dir, *extra):
-    out = subprocess.run([sys.executable, TRAIN, cfg, '--work-dir', str(work_dir), *extra],
-                         capture_output=True, text=True, timeout=600)
+    out = subprocess.run([sys.executable, TRAIN, cfg, '--work-dir',
+                          str(work_dir), *extra],
+                         capture_output=True,
+                         text=True,
+                         timeout=600)
     return out.returncode, out.stdout + out.stderr
 
 
@@ -72,8 +75,8 @@ def test_amp_on_cpu_trains_with_bf16(cfg_file, tmp_path):
     assert code == 0, log[-3000:]
     assert 'CPUAmpOptimWrapper' in log
     rows = losses(tmp_path)
-    assert rows[2]['distill.loss_diffkd_kd'] > 0 and all(
-        v == v and abs(v) != float('inf') for r in rows.values() for v in r.values())
+    assert rows[2]['distill.loss_diffkd_kd'] > 0 and all(v == v and abs(v) != float('inf')
+                                                         for r in rows.values() for v in r.values())
 
 
 def test_existing_checkpoints_are_not_overwritten(cfg_file, tmp_path):

@@ -50,8 +50,8 @@ def test_export_student_loads_into_plain_student(distill_ckpt, tmp_path):
     algo.eval()
     student.eval()
     with torch.no_grad():
-        torch.testing.assert_close(student(x, mode='tensor'), algo.student(x, mode='tensor'),
-                                   rtol=0, atol=0)
+        torch.testing.assert_close(
+            student(x, mode='tensor'), algo.student(x, mode='tensor'), rtol=0, atol=0)
 
     again = run([sys.executable, script, str(ckpt), str(out)])
     assert again.returncode != 0 and 'exists; pass --force' in again.stderr
@@ -66,11 +66,15 @@ def test_mim_test_evaluates_exported_student(distill_ckpt, tmp_path):
     student = tmp_path / 'student.pth'
     script = osp.join(ROOT, 'tools', 'model_converters', 'convert_kd_ckpt_to_student.py')
     assert run([sys.executable, script, str(ckpt), str(student)]).returncode == 0
-    opts = [f'{loader}.dataset.data_root={data}' for loader in ('val_dataloader',
-                                                                 'test_dataloader')]
-    res = run([osp.join(BIN, 'mim'), 'test', 'diffkd_mm', osp.join(DEMO, 'seg_student.py'),
-               '--checkpoint', str(student), '--work-dir', str(tmp_path / 'w'),
-               '--cfg-options', *opts])
+    opts = [
+        f'{loader}.dataset.data_root={data}' for loader in ('val_dataloader', 'test_dataloader')
+    ]
+    res = run([
+        osp.join(BIN, 'mim'), 'test', 'diffkd_mm',
+        osp.join(DEMO, 'seg_student.py'), '--checkpoint',
+        str(student), '--work-dir',
+        str(tmp_path / 'w'), '--cfg-options', *opts
+    ])
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert 'mIoU' in res.stdout + res.stderr
 
@@ -78,14 +82,23 @@ def test_mim_test_evaluates_exported_student(distill_ckpt, tmp_path):
 @pytest.mark.slow
 def test_visualize_denoising_writes_one_picture_per_level(distill_ckpt, tmp_path):
     _, ckpt, data = distill_ckpt
-    res = run([sys.executable, osp.join(ROOT, 'tools', 'analysis_tools', 'visualize_denoising.py'),
-               osp.join(DEMO, 'seg_diffkd.py'), str(ckpt), '--out-dir', str(tmp_path),
-               '--num-images', '2', '--cfg-options', f'val_dataloader.dataset.data_root={data}'])
+    res = run([
+        sys.executable,
+        osp.join(ROOT, 'tools', 'analysis_tools', 'visualize_denoising.py'),
+        osp.join(DEMO, 'seg_diffkd.py'),
+        str(ckpt), '--out-dir',
+        str(tmp_path), '--num-images', '2', '--cfg-options',
+        f'val_dataloader.dataset.data_root={data}'
+    ])
     assert res.returncode == 0, res.stderr[-3000:]
     for level in range(4):
         assert osp.getsize(tmp_path / f'loss_diffkd_level{level}.png') > 1000
-    bad = run([sys.executable, osp.join(ROOT, 'tools', 'analysis_tools', 'visualize_denoising.py'),
-               osp.join(DEMO, 'seg_fitnet.py'), str(ckpt)])
+    bad = run([
+        sys.executable,
+        osp.join(ROOT, 'tools', 'analysis_tools', 'visualize_denoising.py'),
+        osp.join(DEMO, 'seg_fitnet.py'),
+        str(ckpt)
+    ])
     assert bad.returncode != 0 and 'has no DiffKDLoss entry' in bad.stderr
 
 
@@ -97,8 +110,11 @@ def test_slurm_scripts_call_srun_with_our_tools(tmp_path, script, args):
     fake = tmp_path / 'srun'
     fake.write_text('#!/usr/bin/env bash\necho "$@" > "$SRUN_LOG"\n')
     fake.chmod(0o755)
-    env = dict(os.environ, PATH=f'{tmp_path}:{os.environ["PATH"]}', GPUS='16',
-               SRUN_LOG=str(tmp_path / 'srun.log'))
+    env = dict(
+        os.environ,
+        PATH=f'{tmp_path}:{os.environ["PATH"]}',
+        GPUS='16',
+        SRUN_LOG=str(tmp_path / 'srun.log'))
     res = run(['bash', osp.join(ROOT, 'tools', script), *args], env=env)
     assert res.returncode == 0, res.stderr
     called = (tmp_path / 'srun.log').read_text()
@@ -109,11 +125,13 @@ def test_slurm_scripts_call_srun_with_our_tools(tmp_path, script, args):
 
 @pytest.mark.slow
 @pytest.mark.parametrize('tool,flags', [
-    ('train.py', ['--work-dir', '--resume', '--amp', '--auto-scale-lr', '--cfg-options',
-                  '--launcher']),
+    ('train.py',
+     ['--work-dir', '--resume', '--amp', '--auto-scale-lr', '--cfg-options', '--launcher']),
     ('test.py', ['--work-dir', '--cfg-options', '--launcher']),
-    ('run_demo.py', ['--work-dir', '--task', '--seeds', '--methods', '--loss-weight',
-                     '--teacher-iters', '--student-iters', '--quick']),
+    ('run_demo.py', [
+        '--work-dir', '--task', '--seeds', '--methods', '--loss-weight', '--teacher-iters',
+        '--student-iters', '--quick'
+    ]),
     ('model_converters/convert_kd_ckpt_to_student.py', ['--force']),
     ('analysis_tools/visualize_denoising.py', ['--out-dir', '--num-images', '--loss-name']),
 ])

@@ -11,11 +11,11 @@ import os
 import os.path as osp
 import sys
 
-import diffkd_mm  # noqa: F401  (compat layer + registrations first)
 from mmengine.config import Config, DictAction
 from mmengine.registry import DefaultScope
 from mmengine.runner import Runner, load_checkpoint
 
+import diffkd_mm  # noqa: F401  (compat layer + registrations first)
 from diffkd_mm.engine import CheckpointGuard, exit_on_checkpoint_error
 from diffkd_mm.visualization import denoising_figure, record_denoising
 from mmrazor.registry import MODELS
@@ -25,14 +25,21 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('config', help='a DiffKD distillation config')
     parser.add_argument('checkpoint', help='a checkpoint of that config (from tools/train.py)')
-    parser.add_argument('--out-dir', default='work_dirs/denoising_vis',
-                        help='folder for the PNGs (default: work_dirs/denoising_vis)')
-    parser.add_argument('--num-images', type=int, default=4,
-                        help='validation images to show (default 4)')
-    parser.add_argument('--loss-name', default=None,
-                        help='the DiffKDLoss entry of distill_losses (default: the first)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config entries, e.g. val_dataloader.dataset.data_root=...')
+    parser.add_argument(
+        '--out-dir',
+        default='work_dirs/denoising_vis',
+        help='folder for the PNGs (default: work_dirs/denoising_vis)')
+    parser.add_argument(
+        '--num-images', type=int, default=4, help='validation images to show (default 4)')
+    parser.add_argument(
+        '--loss-name',
+        default=None,
+        help='the DiffKDLoss entry of distill_losses (default: the first)')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config entries, e.g. val_dataloader.dataset.data_root=...')
     return parser.parse_args(argv)
 
 

@@ -28,9 +28,8 @@ def convert(checkpoint: dict) -> dict:
         dict: ``{'state_dict': ..., 'meta': ...}`` for the student alone.
     """
     state_dict = checkpoint.get('state_dict', checkpoint)
-    student = OrderedDict(
-        (key[len(STUDENT_PREFIX):], value) for key, value in state_dict.items()
-        if key.startswith(STUDENT_PREFIX))
+    student = OrderedDict((key[len(STUDENT_PREFIX):], value) for key, value in state_dict.items()
+                          if key.startswith(STUDENT_PREFIX))
     if not student:
         raise ValueError(
             f'no key starts with {STUDENT_PREFIX!r}: this is not an mmrazor distillation '
@@ -44,8 +43,10 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('checkpoint', help='distillation checkpoint (from tools/train.py)')
     parser.add_argument('output', help='where to write the student checkpoint')
-    parser.add_argument('--force', action='store_true',
-                        help='overwrite the output file if it exists (refused otherwise)')
+    parser.add_argument(
+        '--force',
+        action='store_true',
+        help='overwrite the output file if it exists (refused otherwise)')
     return parser.parse_args(argv)
 
 

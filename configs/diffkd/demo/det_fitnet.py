@@ -18,19 +18,26 @@ model = dict(
         student_recorders=dict(fpn=dict(type='ModuleOutputs', source='neck')),
         teacher_recorders=dict(fpn=dict(type='ModuleOutputs', source='neck')),
         connectors={
-            f'student_proj{i}': dict(type='ConvModuleConnector', in_channel=32, out_channel=64,
-                                     kernel_size=1, norm_cfg=None, act_cfg=None)
+            f'student_proj{i}':
+            dict(
+                type='ConvModuleConnector',
+                in_channel=32,
+                out_channel=64,
+                kernel_size=1,
+                norm_cfg=None,
+                act_cfg=None)
             for i in _levels
         },
         distill_losses={
-            f'loss_fitnet_fpn{i}': dict(
-                type='L2Loss', loss_weight=0.3, normalize=False, div_element=True)
+            f'loss_fitnet_fpn{i}':
+            dict(type='L2Loss', loss_weight=0.3, normalize=False, div_element=True)
             for i in _levels
         },
         loss_forward_mappings={
-            f'loss_fitnet_fpn{i}': dict(
-                s_feature=dict(from_student=True, recorder='fpn', data_idx=i,
-                               connector=f'student_proj{i}'),
+            f'loss_fitnet_fpn{i}':
+            dict(
+                s_feature=dict(
+                    from_student=True, recorder='fpn', data_idx=i, connector=f'student_proj{i}'),
                 t_feature=dict(from_student=False, recorder='fpn', data_idx=i))
             for i in _levels
         }))

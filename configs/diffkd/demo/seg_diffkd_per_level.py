@@ -17,12 +17,13 @@ model = dict(
         student_recorders=dict(fpn=dict(type='ModuleOutputs', source='neck')),
         teacher_recorders=dict(fpn=dict(type='ModuleOutputs', source='neck')),
         distill_losses={
-            f'loss_diffkd_fpn{i}': dict(
-                type='DiffKDLoss', student_channels=32, teacher_channels=64)
+            f'loss_diffkd_fpn{i}':
+            dict(type='DiffKDLoss', student_channels=32, teacher_channels=64)
             for i in _levels
         },
         loss_forward_mappings={
-            f'loss_diffkd_fpn{i}': dict(
+            f'loss_diffkd_fpn{i}':
+            dict(
                 preds_S=dict(from_student=True, recorder='fpn', data_idx=i),
                 preds_T=dict(from_student=False, recorder='fpn', data_idx=i))
             for i in _levels

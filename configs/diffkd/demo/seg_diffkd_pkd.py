@@ -23,8 +23,7 @@ model = dict(
                 student_channels=32,
                 latent_channels=64,
                 num_levels=4),
-            diffkd_teacher=dict(
-                type='DiffKDTeacherConnector', teacher_channels=64, num_levels=4)),
+            diffkd_teacher=dict(type='DiffKDTeacherConnector', teacher_channels=64, num_levels=4)),
         distill_losses=dict(
             loss_pkd=dict(type='PKDLoss', loss_weight=1.0),
             loss_diffkd=dict(
@@ -36,5 +35,4 @@ model = dict(
                 preds_S=dict(from_student=True, recorder='fpn', connector='diffkd_student'),
                 preds_T=dict(from_student=False, recorder='fpn', connector='diffkd_teacher')),
             loss_diffkd=dict(
-                target=dict(from_student=False, recorder='fpn',
-                            connector='diffkd_teacher')))))
+                target=dict(from_student=False, recorder='fpn', connector='diffkd_teacher')))))

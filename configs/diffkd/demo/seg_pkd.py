@@ -18,16 +18,23 @@ model = dict(
         student_recorders=dict(fpn=dict(type='ModuleOutputs', source='neck')),
         teacher_recorders=dict(fpn=dict(type='ModuleOutputs', source='neck')),
         connectors={
-            f'student_proj{i}': dict(type='ConvModuleConnector', in_channel=32, out_channel=64,
-                                     kernel_size=1, norm_cfg=None, act_cfg=None)
+            f'student_proj{i}':
+            dict(
+                type='ConvModuleConnector',
+                in_channel=32,
+                out_channel=64,
+                kernel_size=1,
+                norm_cfg=None,
+                act_cfg=None)
             for i in _levels
         },
         distill_losses={f'loss_pkd_fpn{i}': dict(type='PKDLoss', loss_weight=1.0)
                         for i in _levels},
         loss_forward_mappings={
-            f'loss_pkd_fpn{i}': dict(
-                preds_S=dict(from_student=True, recorder='fpn', data_idx=i,
-                             connector=f'student_proj{i}'),
+            f'loss_pkd_fpn{i}':
+            dict(
+                preds_S=dict(
+                    from_student=True, recorder='fpn', data_idx=i, connector=f'student_proj{i}'),
                 preds_T=dict(from_student=False, recorder='fpn', data_idx=i))
             for i in _levels
         }))

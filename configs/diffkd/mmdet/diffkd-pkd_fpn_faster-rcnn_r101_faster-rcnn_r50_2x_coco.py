@@ -17,8 +17,7 @@ model = dict(
                 student_channels=256,
                 latent_channels=256,
                 num_levels=5),
-            diffkd_teacher=dict(
-                type='DiffKDTeacherConnector', teacher_channels=256, num_levels=5)),
+            diffkd_teacher=dict(type='DiffKDTeacherConnector', teacher_channels=256, num_levels=5)),
         distill_losses=dict(
             loss_pkd_fpn=dict(type='PKDLoss', loss_weight=6),
             loss_diffkd_fpn=dict(
@@ -30,5 +29,4 @@ model = dict(
                 preds_S=dict(from_student=True, recorder='fpn', connector='diffkd_student'),
                 preds_T=dict(from_student=False, recorder='fpn', connector='diffkd_teacher')),
             loss_diffkd_fpn=dict(
-                target=dict(from_student=False, recorder='fpn',
-                            connector='diffkd_teacher')))))
+                target=dict(from_student=False, recorder='fpn', connector='diffkd_teacher')))))

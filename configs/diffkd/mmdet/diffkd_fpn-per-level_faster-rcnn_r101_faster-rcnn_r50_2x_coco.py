@@ -22,7 +22,8 @@ model = dict(
             for i in _levels
         },
         loss_forward_mappings={
-            f'loss_diffkd_fpn{i}': dict(
+            f'loss_diffkd_fpn{i}':
+            dict(
                 preds_S=dict(from_student=True, recorder='fpn', data_idx=i),
                 preds_T=dict(from_student=False, recorder='fpn', data_idx=i))
             for i in _levels

@@ -2,11 +2,13 @@
 # COCO 2017, 2x schedule, 8 GPUs x 2 images (total batch 16, SGD lr 0.02), as mmdet's 2x recipe.
 # The other detection configs in this folder inherit from this one.
 _base_ = [
-    'mmdet::_base_/datasets/coco_detection.py',
-    'mmdet::_base_/schedules/schedule_2x.py',
+    'mmdet::_base_/datasets/coco_detection.py', 'mmdet::_base_/schedules/schedule_2x.py',
     'mmdet::_base_/default_runtime.py'
 ]
 custom_imports = dict(imports=['diffkd_mm'], allow_failed_imports=False)
+# Checkpoints carry torch's random state, so that a resumed run draws DiffKD's noise as the
+# uninterrupted run would.
+custom_hooks = [dict(type='TorchRNGStateHook')]
 
 teacher_ckpt = 'https://download.openmmlab.com/mmdetection/v2.0/faster_rcnn/faster_rcnn_r101_fpn_2x_coco/faster_rcnn_r101_fpn_2x_coco_bbox_mAP-0.398_20200504_210455-1d2dac9c.pth'  # noqa: E501
 
@@ -17,9 +19,8 @@ model = dict(
     architecture=dict(
         cfg_path='mmdet::faster_rcnn/faster-rcnn_r50_fpn_2x_coco.py',
         pretrained=False),  # the student starts from its ImageNet backbone (init_cfg)
-    teacher=dict(
-        cfg_path='mmdet::faster_rcnn/faster-rcnn_r101_fpn_2x_coco.py',
-        pretrained=False),  # weights come from teacher_ckpt
+    teacher=dict(cfg_path='mmdet::faster_rcnn/faster-rcnn_r101_fpn_2x_coco.py',
+                 pretrained=False),  # weights come from teacher_ckpt
     teacher_ckpt=teacher_ckpt,
     distiller=dict(
         type='DiffKDDistiller',

@@ -4,10 +4,12 @@
 # epochs 30, 60 and 90. The official code reports 72.20 for this pair.
 _base_ = [
     'mmpretrain::_base_/datasets/imagenet_bs32.py',
-    'mmpretrain::_base_/schedules/imagenet_bs256.py',
-    'mmpretrain::_base_/default_runtime.py'
+    'mmpretrain::_base_/schedules/imagenet_bs256.py', 'mmpretrain::_base_/default_runtime.py'
 ]
 custom_imports = dict(imports=['diffkd_mm'], allow_failed_imports=False)
+# Checkpoints carry torch's random state, so that a resumed run draws DiffKD's noise as the
+# uninterrupted run would.
+custom_hooks = [dict(type='TorchRNGStateHook')]
 
 teacher_ckpt = 'https://download.openmmlab.com/mmclassification/v0/resnet/resnet34_8xb32_in1k_20210831-f257d4e6.pth'  # noqa: E501
 

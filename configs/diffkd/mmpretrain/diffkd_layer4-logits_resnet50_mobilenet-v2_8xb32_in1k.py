@@ -15,5 +15,4 @@ model = dict(
     distiller=dict(
         student_recorders=dict(feat=dict(source='backbone.conv2')),
         teacher_recorders=dict(feat=dict(source='backbone.layer4')),
-        distill_losses=dict(
-            loss_diffkd_feat=dict(student_channels=1280, teacher_channels=2048))))
+        distill_losses=dict(loss_diffkd_feat=dict(student_channels=1280, teacher_channels=2048))))

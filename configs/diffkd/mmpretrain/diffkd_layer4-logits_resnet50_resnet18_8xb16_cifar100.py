@@ -3,11 +3,13 @@
 # lr x0.2 at 60/120/160. Features: layer4 (teacher 2048 -> AE 512, student 512, 4x4) and logits.
 # The AE width is ours: the official CIFAR settings are not in the public code.
 _base_ = [
-    'mmpretrain::_base_/datasets/cifar100_bs16.py',
-    'mmpretrain::_base_/schedules/cifar10_bs128.py',
+    'mmpretrain::_base_/datasets/cifar100_bs16.py', 'mmpretrain::_base_/schedules/cifar10_bs128.py',
     'mmpretrain::_base_/default_runtime.py'
 ]
 custom_imports = dict(imports=['diffkd_mm'], allow_failed_imports=False)
+# Checkpoints carry torch's random state, so that a resumed run draws DiffKD's noise as the
+# uninterrupted run would.
+custom_hooks = [dict(type='TorchRNGStateHook')]
 
 teacher_ckpt = 'https://download.openmmlab.com/mmclassification/v0/resnet/resnet50_b16x8_cifar100_20210528-67b58a1b.pth'  # noqa: E501
 
@@ -26,7 +28,10 @@ model = dict(
             std=[68.170, 65.392, 70.418],
             to_rgb=False),
         backbone=dict(
-            type='mmpretrain.ResNet_CIFAR', depth=18, num_stages=4, out_indices=(3, ),
+            type='mmpretrain.ResNet_CIFAR',
+            depth=18,
+            num_stages=4,
+            out_indices=(3, ),
             style='pytorch'),
         neck=dict(type='mmpretrain.GlobalAveragePooling'),
         head=dict(
@@ -46,14 +51,20 @@ model = dict(
             logits=dict(type='ModuleOutputs', source='head.fc')),
         distill_losses=dict(
             loss_diffkd_feat=dict(
-                type='DiffKDLoss', student_channels=512, teacher_channels=2048,
+                type='DiffKDLoss',
+                student_channels=512,
+                teacher_channels=2048,
                 ae_channels=512,
                 # The official ImageNet recipe: the AE on the raw layer4 feature (post-ReLU, of
                 # order 1), not its per-channel standardisation (the default for dense features).
                 target_norm=None),
             loss_diffkd_logits=dict(
-                type='DiffKDLoss', student_channels=100, teacher_channels=100, kernel_size=1,
-                kd_loss='kl', tau=1.0)),
+                type='DiffKDLoss',
+                student_channels=100,
+                teacher_channels=100,
+                kernel_size=1,
+                kd_loss='kl',
+                tau=1.0)),
         loss_forward_mappings=dict(
             loss_diffkd_feat=dict(
                 preds_S=dict(from_student=True, recorder='feat'),

@@ -4,11 +4,13 @@
 # the R18-d8 backbone and head widths of its Cityscapes R18 config (ImageNet-pretrained
 # resnet18_v1c), so no baseline number of ours or mmseg's exists for it yet.
 _base_ = [
-    'mmseg::_base_/datasets/ade20k.py',
-    'mmseg::_base_/schedules/schedule_160k.py',
+    'mmseg::_base_/datasets/ade20k.py', 'mmseg::_base_/schedules/schedule_160k.py',
     'mmseg::_base_/default_runtime.py'
 ]
 custom_imports = dict(imports=['diffkd_mm'], allow_failed_imports=False)
+# Checkpoints carry torch's random state, so that a resumed run draws DiffKD's noise as the
+# uninterrupted run would.
+custom_hooks = [dict(type='TorchRNGStateHook')]
 
 teacher_ckpt = 'https://download.openmmlab.com/mmsegmentation/v0.5/deeplabv3/deeplabv3_r101-d8_512x512_160k_ade20k/deeplabv3_r101-d8_512x512_160k_ade20k_20200615_105816-b1f72b3b.pth'  # noqa: E501
 
@@ -50,8 +52,7 @@ model = dict(
             num_classes=150,
             norm_cfg=norm_cfg,
             align_corners=False,
-            loss_decode=dict(
-                type='mmseg.CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)),
+            loss_decode=dict(type='mmseg.CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)),
         auxiliary_head=dict(
             type='mmseg.FCNHead',
             in_channels=256,
@@ -63,8 +64,7 @@ model = dict(
             num_classes=150,
             norm_cfg=norm_cfg,
             align_corners=False,
-            loss_decode=dict(
-                type='mmseg.CrossEntropyLoss', use_sigmoid=False, loss_weight=0.4)),
+            loss_decode=dict(type='mmseg.CrossEntropyLoss', use_sigmoid=False, loss_weight=0.4)),
         train_cfg=dict(),
         test_cfg=dict(mode='whole')),
     teacher=dict(
@@ -73,13 +73,10 @@ model = dict(
     teacher_ckpt=teacher_ckpt,
     distiller=dict(
         type='DiffKDDistiller',
-        student_recorders=dict(
-            head=dict(type='ModuleOutputs', source='decode_head.bottleneck')),
-        teacher_recorders=dict(
-            head=dict(type='ModuleOutputs', source='decode_head.bottleneck')),
+        student_recorders=dict(head=dict(type='ModuleOutputs', source='decode_head.bottleneck')),
+        teacher_recorders=dict(head=dict(type='ModuleOutputs', source='decode_head.bottleneck')),
         distill_losses=dict(
-            loss_diffkd_head=dict(
-                type='DiffKDLoss', student_channels=128, teacher_channels=512)),
+            loss_diffkd_head=dict(type='DiffKDLoss', student_channels=128, teacher_channels=512)),
         loss_forward_mappings=dict(
             loss_diffkd_head=dict(
                 preds_S=dict(from_student=True, recorder='head'),

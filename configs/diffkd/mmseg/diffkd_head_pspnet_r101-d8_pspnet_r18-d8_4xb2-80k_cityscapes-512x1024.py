@@ -8,11 +8,13 @@
 # after dropout, which the teacher applies at random in train mode, and the backbone stage is
 # further from the prediction. The other segmentation configs inherit from this one.
 _base_ = [
-    'mmseg::_base_/datasets/cityscapes.py',
-    'mmseg::_base_/schedules/schedule_80k.py',
+    'mmseg::_base_/datasets/cityscapes.py', 'mmseg::_base_/schedules/schedule_80k.py',
     'mmseg::_base_/default_runtime.py'
 ]
 custom_imports = dict(imports=['diffkd_mm'], allow_failed_imports=False)
+# Checkpoints carry torch's random state, so that a resumed run draws DiffKD's noise as the
+# uninterrupted run would.
+custom_hooks = [dict(type='TorchRNGStateHook')]
 
 teacher_ckpt = 'https://download.openmmlab.com/mmsegmentation/v0.5/pspnet/pspnet_r101-d8_512x1024_80k_cityscapes/pspnet_r101-d8_512x1024_80k_cityscapes_20200606_112211-e1e1100f.pth'  # noqa: E501
 
@@ -20,18 +22,14 @@ model = dict(
     _scope_='mmrazor',
     type='SingleTeacherDistill',
     architecture=dict(
-        cfg_path='mmseg::pspnet/pspnet_r18-d8_4xb2-80k_cityscapes-512x1024.py',
-        pretrained=False),
+        cfg_path='mmseg::pspnet/pspnet_r18-d8_4xb2-80k_cityscapes-512x1024.py', pretrained=False),
     teacher=dict(
-        cfg_path='mmseg::pspnet/pspnet_r101-d8_4xb2-80k_cityscapes-512x1024.py',
-        pretrained=False),
+        cfg_path='mmseg::pspnet/pspnet_r101-d8_4xb2-80k_cityscapes-512x1024.py', pretrained=False),
     teacher_ckpt=teacher_ckpt,
     distiller=dict(
         type='DiffKDDistiller',
-        student_recorders=dict(
-            head=dict(type='ModuleOutputs', source='decode_head.bottleneck')),
-        teacher_recorders=dict(
-            head=dict(type='ModuleOutputs', source='decode_head.bottleneck')),
+        student_recorders=dict(head=dict(type='ModuleOutputs', source='decode_head.bottleneck')),
+        teacher_recorders=dict(head=dict(type='ModuleOutputs', source='decode_head.bottleneck')),
         distill_losses=dict(
             # The teacher feature standardised per channel (every term of order 1 whatever its
             # scale; target_norm=None is the official raw scale), no AE, 5 DDIM steps and weight

@@ -17,8 +17,8 @@ from torch import nn
 from mmrazor.models.architectures.connectors.base_connector import BaseConnector
 from mmrazor.registry import MODELS
 from ..diffkd.autoencoder import LinearAutoEncoder
-from ..diffkd.levels import (Features, as_levels, build_branches, check_channels,
-                             check_num_levels, from_maps, per_level, to_maps)
+from ..diffkd.levels import (Features, build_branches, check_num_levels, from_maps, level_maps,
+                             per_level)
 from ..diffkd.target import check_target_norm, encode_target
 from ..losses.multi_term import DISTILL_PREFIX
 
@@ -67,7 +67,6 @@ class DiffKDStudentConnector(_LinkedConnector):
         schedule_steps (int, optional): DDIM schedule length; None means ``2 * inference_steps``.
         output_norm (bool): BN after the output conv1x1. Defaults to True.
         with_cp (bool): Activation checkpointing through the DDIM loop. Defaults to False.
-        compile_predictor (bool | dict): ``torch.compile`` each noise predictor. Defaults to False.
         init_cfg (dict, optional): mmengine initialisation config.
     """
 
@@ -82,21 +81,25 @@ class DiffKDStudentConnector(_LinkedConnector):
                  schedule_steps: Optional[int] = None,
                  output_norm: bool = True,
                  with_cp: bool = False,
-                 compile_predictor: Union[bool, dict] = False,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg)
         owner = type(self).__name__
         self.num_levels = check_num_levels(num_levels, owner)
-        self.student_channels = per_level(student_channels, num_levels, owner,
-                                          'student_channels')
+        self.student_channels = per_level(student_channels, num_levels, owner, 'student_channels')
         self.latent_channels = per_level(latent_channels, num_levels, owner, 'latent_channels')
         self.share_branch = share_branch
         # Branches without AE: their "teacher" is the latent the target lives in.
         self.branches = build_branches(
-            owner, self.student_channels, self.latent_channels, share_branch,
-            kernel_size=kernel_size, inference_steps=inference_steps,
-            num_train_timesteps=num_train_timesteps, schedule_steps=schedule_steps,
-            output_norm=output_norm, with_cp=with_cp, compile_predictor=compile_predictor)
+            owner,
+            self.student_channels,
+            self.latent_channels,
+            share_branch,
+            kernel_size=kernel_size,
+            inference_steps=inference_steps,
+            num_train_timesteps=num_train_timesteps,
+            schedule_steps=schedule_steps,
+            output_norm=output_norm,
+            with_cp=with_cp)
         self.linked = False  # set by DiffKDDistiller when a diffusion loss trains the predictor
 
     def branch(self, level: int):
@@ -118,20 +121,17 @@ class DiffKDStudentConnector(_LinkedConnector):
                 'Use distiller type=\'DiffKDDistiller\' and add an entry to distill_losses, '
                 'e.g. loss_diffkd=dict(type=\'DiffKDDiffusionLoss\', student_connector=<this '
                 'connector\'s name>, teacher_connector=<the teacher connector\'s name>).')
-        feats = as_levels(feature, self.num_levels, self.owner, 'feature')
         outputs, gates = [], []
-        for level, f in enumerate(feats):
-            x = to_maps(f, self.owner, 'feature', level)
-            check_channels(x, self.student_channels[level], self.owner, 'feature',
-                           'student_channels', level)
+        for level, (x, f) in enumerate(
+                level_maps(feature, self.num_levels, self.student_channels, self.owner, 'feature',
+                           'student_channels')):
             refined, gate = self.branch(level).refine_student(x)
             outputs.append(from_maps(refined, like=f))
             gates.append(gate.detach().float().mean())
         if self.training and self.connector_name is not None:
             # The mean noise-adapter weight g, logged as the algorithm logs its losses.
             MessageHub.get_current_instance().update_scalar(
-                f'train/{DISTILL_PREFIX}{self.connector_name}_gate',
-                float(sum(gates) / len(gates)))
+                f'train/{DISTILL_PREFIX}{self.connector_name}_gate', float(sum(gates) / len(gates)))
         return _same_structure(outputs, feature)
 
     def diffusion_loss(self, target: torch.Tensor, level: int) -> torch.Tensor:
@@ -171,8 +171,7 @@ class DiffKDTeacherConnector(_LinkedConnector):
         owner = type(self).__name__
         self.target_norm = check_target_norm(target_norm, owner)
         self.num_levels = check_num_levels(num_levels, owner)
-        self.teacher_channels = per_level(teacher_channels, num_levels, owner,
-                                          'teacher_channels')
+        self.teacher_channels = per_level(teacher_channels, num_levels, owner, 'teacher_channels')
         if ae_channels is None:
             self.autoencoders = None
             self.latent_channels = list(self.teacher_channels)
@@ -194,12 +193,10 @@ class DiffKDTeacherConnector(_LinkedConnector):
         Returns:
             Tensor | tuple[Tensor]: The target(s), (B, L, ...) in the input's layout.
         """
-        feats = as_levels(feature, self.num_levels, self.owner, 'feature')
         outputs, losses = [], []
-        for level, f in enumerate(feats):
-            x = to_maps(f, self.owner, 'feature', level)
-            check_channels(x, self.teacher_channels[level], self.owner, 'feature',
-                           'teacher_channels', level)
+        for level, (x, f) in enumerate(
+                level_maps(feature, self.num_levels, self.teacher_channels, self.owner, 'feature',
+                           'teacher_channels')):
             ae = None if self.autoencoders is None else self.autoencoders[level]
             target, loss_ae = encode_target(ae, x, self.target_norm)
             outputs.append(from_maps(target, like=f))

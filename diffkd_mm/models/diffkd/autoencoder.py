@@ -4,10 +4,7 @@ from typing import Tuple
 import torch
 from torch import nn
 
-from mmrazor.registry import MODELS
 
-
-@MODELS.register_module()
 class LinearAutoEncoder(nn.Module):
     """``z = BN(conv1x1(x))`` (C -> L), ``rec = conv1x1(z)`` (L -> C, with bias, no BN).
 
@@ -31,4 +28,3 @@ class LinearAutoEncoder(nn.Module):
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         latent = self.encoder(x)
         return latent, self.decoder(latent)
-

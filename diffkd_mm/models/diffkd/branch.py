@@ -6,10 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from diffkd_mm import compat
-from mmrazor.registry import MODELS
 from .autoencoder import LinearAutoEncoder
-from .compile import CompiledForward, CompileOption, check_compile_option
 from .ddim_scheduler import DDIMScheduler
 from .noise_adapter import NoiseAdapter
 from .noise_predictor import NoisePredictor, check_kernel_size
@@ -21,19 +18,22 @@ class DiffKDOutput(NamedTuple):
 
     Attributes:
         refined (Tensor): Denoised, projected student feature, (B, L, H, W).
-        target (Tensor): Teacher target: the detached AE latent, or the teacher feature, (B, L, H, W).
+        target (Tensor): Teacher target: the detached AE latent, or the teacher feature,
+            (B, L, H, W).
         loss_ddim (Tensor): Noise-prediction loss of :math:`\\epsilon_\\theta` on the target, ().
         loss_ae (Tensor, optional): AE reconstruction loss, (); None without AE.
         gate (Tensor): Noise-adapter weight ``g`` of the student feature per sample, (B,).
+        student (Tensor): Projected student feature before denoising, (B, L, H, W) (for
+            pictures and diagnostics; the losses do not use it).
     """
     refined: torch.Tensor
     target: torch.Tensor
     loss_ddim: torch.Tensor
     loss_ae: Optional[torch.Tensor]
     gate: torch.Tensor
+    student: torch.Tensor
 
 
-@MODELS.register_module()
 class DiffKDBranch(nn.Module):
     """Project, denoise and refine a student feature; train the denoiser on the teacher's.
 
@@ -67,11 +67,6 @@ class DiffKDBranch(nn.Module):
             identical gradients, less memory, one more predictor forward per step. BN running
             statistics are updated again by the recomputation (they are never used: nothing of
             DiffKD runs at inference). Defaults to False.
-        compile_predictor (bool | dict): ``torch.compile`` the noise predictor (True, or a dict
-            of ``torch.compile`` arguments such as ``dict(mode='max-autotune')``). Same math
-            (outputs, gradients and BN statistics agree with eager to float rounding); the
-            first iterations pay the compilation, and every new map size compiles again (see
-            :class:`CompiledForward`): for fixed-size inputs. Defaults to False.
         target_norm (str, optional): ``'channel'`` standardises the teacher feature per channel
             (over batch and positions) before the AE or as the target, so every DiffKD term is
             on a unit scale whatever the teacher's; None (default) keeps the teacher's scale, as
@@ -88,15 +83,10 @@ class DiffKDBranch(nn.Module):
                  schedule_steps: Optional[int] = None,
                  output_norm: bool = True,
                  with_cp: bool = False,
-                 compile_predictor: CompileOption = False,
                  target_norm: Optional[str] = None) -> None:
         super().__init__()
         self.target_norm = check_target_norm(target_norm, 'DiffKDBranch')
         check_kernel_size(kernel_size, 'DiffKDBranch')
-        self.compile_options = check_compile_option(compile_predictor, 'DiffKDBranch',
-                                                    'compile_predictor')
-        if with_cp and self.compile_options is not None:
-            compat.check_compile_under_checkpoint('DiffKDBranch')  # refused on torch 2.1
         for name, value in (('student_channels', student_channels),
                             ('teacher_channels', teacher_channels), ('ae_channels', ae_channels)):
             if value is not None and (not isinstance(value, int) or value < 1):
@@ -115,7 +105,6 @@ class DiffKDBranch(nn.Module):
                 f'DiffKDBranch: the latent has {latent} channels (ae_channels, else '
                 'teacher_channels); kernel_size=3 needs at least 8, because the noise adapter\'s '
                 'bottleneck divides them by 8.')
-        self.latent_channels = latent
         self.student_proj = nn.Conv2d(student_channels, latent, 1)
         self.noise_predictor = NoisePredictor(latent, kernel_size)
         self.noise_adapter = NoiseAdapter(latent, kernel_size)
@@ -126,22 +115,6 @@ class DiffKDBranch(nn.Module):
         self.output_proj = nn.Sequential(nn.Conv2d(latent, latent, 1))
         if output_norm:
             self.output_proj.append(nn.BatchNorm2d(latent))
-
-    def predict_noise(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """:math:`\\epsilon_\\theta(x, t)` through the compiled predictor when asked for."""
-        if self.compile_options is None:
-            return self.noise_predictor(x, t)
-        compiled = self.__dict__.get('_compiled_predictor')
-        if compiled is None:  # built lazily: after .to(device), and again after a deepcopy
-            compiled = self.__dict__['_compiled_predictor'] = CompiledForward(
-                self.noise_predictor, self.compile_options, 'DiffKDBranch.compile_predictor')
-        return compiled(x, t)
-
-    def __getstate__(self):
-        # The compiled function is bound to this instance's predictor: a copy must build its own.
-        state = self.__dict__.copy()
-        state.pop('_compiled_predictor', None)
-        return state
 
     def encode_teacher(self, teacher_feat: torch.Tensor):
         """Returns ``(z, loss_ae)``: the detached target and the AE loss (None without AE)."""
@@ -167,13 +140,14 @@ class DiffKDBranch(nn.Module):
             # One t per sample, as in the diffusion loss: one predictor signature for both.
             t = self.scheduler.timesteps[k].repeat(x.shape[0])
             if use_cp:
-                eps = checkpoint(self.predict_noise, x, t, use_reentrant=False)
+                eps = checkpoint(self.noise_predictor, x, t, use_reentrant=False)
             else:
-                eps = self.predict_noise(x, t)
+                eps = self.noise_predictor(x, t)
             x = self.scheduler.step(eps, k, x)
         return x, gate
 
-    def refine_student(self, student_feat: torch.Tensor,
+    def refine_student(self,
+                       student_feat: torch.Tensor,
                        noise: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
         """Steps 2-5: project, noise-adapt, denoise and refine a student feature.
 
@@ -187,7 +161,9 @@ class DiffKDBranch(nn.Module):
         denoised, gate = self.denoise(self.student_proj(student_feat), noise)
         return self.output_proj(denoised), gate
 
-    def diffusion_loss(self, target: torch.Tensor, noise: Optional[torch.Tensor] = None,
+    def diffusion_loss(self,
+                       target: torch.Tensor,
+                       noise: Optional[torch.Tensor] = None,
                        timesteps: Optional[torch.Tensor] = None) -> torch.Tensor:
         """DDPM noise-prediction loss of the noise predictor on the (detached) teacher target."""
         if noise is None:
@@ -196,7 +172,7 @@ class DiffKDBranch(nn.Module):
             timesteps = torch.randint(
                 0, self.scheduler.num_train_timesteps, (target.shape[0], ), device=target.device)
         noisy = self.scheduler.add_noise(target, noise, timesteps)
-        return F.mse_loss(self.predict_noise(noisy, timesteps), noise)
+        return F.mse_loss(self.noise_predictor(noisy, timesteps), noise)
 
     def forward(self,
                 student_feat: torch.Tensor,
@@ -215,9 +191,12 @@ class DiffKDBranch(nn.Module):
                 The three optional inputs make the forward deterministic for tests.
 
         Returns:
-            DiffKDOutput: refined student feature, target, loss_ddim, loss_ae, gate.
+            DiffKDOutput: refined student feature, target, loss_ddim, loss_ae, gate and the
+            projected student feature.
         """
-        refined, gate = self.refine_student(student_feat, noise)
+        projected = self.student_proj(student_feat)
+        denoised, gate = self.denoise(projected, noise)
+        refined = self.output_proj(denoised)
         target, loss_ae = self.encode_teacher(teacher_feat)
         loss_ddim = self.diffusion_loss(target, diffusion_noise, timesteps)
-        return DiffKDOutput(refined, target, loss_ddim, loss_ae, gate)
+        return DiffKDOutput(refined, target, loss_ddim, loss_ae, gate, projected)

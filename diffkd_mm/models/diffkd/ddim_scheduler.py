@@ -2,7 +2,7 @@ r"""Deterministic DDIM over a linear beta schedule, in the form DiffKD uses it.
 
 Symbols follow DDPM (Ho et al., 2020) and DDIM (Song et al., 2021):
 
-* :math:`\beta_t`, ``betas``: linear from ``beta_start`` to ``beta_end`` over
+* :math:`\beta_t`: linear from ``beta_start`` to ``beta_end`` over
   :math:`t = 0 \dots T-1`.
 * :math:`\bar\alpha_t = \prod_{s \le t} (1 - \beta_s)`, ``alphas_cumprod``.
 * Forward process (training the noise predictor):
@@ -36,10 +36,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from mmrazor.registry import MODELS
 
-
-@MODELS.register_module()
 class DDIMScheduler(nn.Module):
     """Linear-beta DDPM noise schedule with a fixed deterministic DDIM sampling sequence.
 
@@ -53,7 +50,7 @@ class DDIMScheduler(nn.Module):
             denoises from the top of the chain instead.
 
     Buffers:
-        betas (T,), alphas_cumprod (T,), sqrt_alphas_cumprod (T,),
+        alphas_cumprod (T,), sqrt_alphas_cumprod (T,),
         sqrt_one_minus_alphas_cumprod (T,): float32 schedule constants.
         timesteps (S,): int64, the sampled :math:`t`, in the order they are visited.
         step_coefs (S, 2): float32 :math:`(c_x, c_\\epsilon)` of each step.
@@ -89,7 +86,6 @@ class DDIMScheduler(nn.Module):
         betas = torch.linspace(beta_start, beta_end, num_train_timesteps, dtype=torch.float32)
         alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)
         ab = alphas_cumprod.double()
-        self.register_buffer('betas', betas, persistent=False)
         self.register_buffer('alphas_cumprod', alphas_cumprod, persistent=False)
         self.register_buffer('sqrt_alphas_cumprod', ab.sqrt().float(), persistent=False)
         self.register_buffer(
@@ -104,11 +100,13 @@ class DDIMScheduler(nn.Module):
         c_x = (ab_prev / ab_t).sqrt()
         c_eps = (1 - ab_prev).sqrt() - (ab_prev * (1 - ab_t) / ab_t).sqrt()
         self.register_buffer('timesteps', timesteps, persistent=False)
-        self.register_buffer('step_coefs', torch.stack([c_x, c_eps], dim=1).float(), persistent=False)
+        self.register_buffer(
+            'step_coefs', torch.stack([c_x, c_eps], dim=1).float(), persistent=False)
 
     def add_noise(self, x0: torch.Tensor, noise: torch.Tensor,
                   timesteps: torch.Tensor) -> torch.Tensor:
-        """Forward process :math:`x_t = \\sqrt{\\bar\\alpha_t} x_0 + \\sqrt{1-\\bar\\alpha_t}\\epsilon`.
+        """Forward process
+        :math:`x_t = \\sqrt{\\bar\\alpha_t} x_0 + \\sqrt{1-\\bar\\alpha_t}\\epsilon`.
 
         Args:
             x0 (Tensor): Clean sample, (B, C, H, W).
@@ -123,9 +121,9 @@ class DDIMScheduler(nn.Module):
         s = self.sqrt_one_minus_alphas_cumprod[timesteps].view(shape).to(x0.dtype)
         return a * x0 + s * noise
 
-    def step(self, noise_pred: torch.Tensor, step_index: int,
-             sample: torch.Tensor) -> torch.Tensor:
-        """One deterministic DDIM step :math:`x_t \\to x_{t'} = c_x x_t + c_\\epsilon \\hat\\epsilon`.
+    def step(self, noise_pred: torch.Tensor, step_index: int, sample: torch.Tensor) -> torch.Tensor:
+        """One deterministic DDIM step
+        :math:`x_t \\to x_{t'} = c_x x_t + c_\\epsilon \\hat\\epsilon`.
 
         Args:
             noise_pred (Tensor): :math:`\\hat\\epsilon = \\epsilon_\\theta(x_t, t)`, (B, C, H, W).

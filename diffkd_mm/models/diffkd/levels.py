@@ -5,7 +5,7 @@ as a map (B, C, H, W), logits (B, C) or tokens (B, N, C). DiffKD's parts are con
 every level is viewed as a map, and what a connector hands on is put back in its input layout.
 """
 import math
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -15,8 +15,7 @@ from .branch import DiffKDBranch
 Features = Union[torch.Tensor, Sequence[torch.Tensor]]
 
 
-def per_level(value: Union[int, Sequence[int]], num_levels: int, owner: str,
-              key: str) -> List[int]:
+def per_level(value: Union[int, Sequence[int]], num_levels: int, owner: str, key: str) -> List[int]:
     """``value`` for every level: one positive int for all, or one per level.
 
     Raises:
@@ -72,7 +71,12 @@ def from_maps(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def check_channels(x: torch.Tensor, expected: int, owner: str, arg: str, key: str, level: int,
+def check_channels(x: torch.Tensor,
+                   expected: int,
+                   owner: str,
+                   arg: str,
+                   key: str,
+                   level: int,
                    source: Optional[str] = None) -> None:
     """Raise a ValueError naming the config ``key`` when ``x`` has not ``expected`` channels."""
     if x.shape[1] != expected:
@@ -80,6 +84,31 @@ def check_channels(x: torch.Tensor, expected: int, owner: str, arg: str, key: st
             f'{owner}: {arg}[{level}] has {x.shape[1]} channels (shape {tuple(x.shape)}) but '
             f'{key}={expected}; set {key} to the recorded feature\'s channels or record another '
             'module.' + (f' {arg} comes from {source}.' if source else ''))
+
+
+def level_maps(feats: Features,
+               num_levels: int,
+               channels: List[int],
+               owner: str,
+               arg: str,
+               key: str,
+               source: Optional[str] = None) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
+    """Each level of a call's input viewed as a map and checked against its channels.
+
+    Args:
+        feats (Tensor | Sequence[Tensor]): One tensor or ``num_levels`` tensors.
+        num_levels (int): Levels expected.
+        channels (list[int]): Channels expected per level (the config ``key``).
+        owner (str): Who asks, for error messages; ``arg`` names the input, ``source`` where it
+            was recorded.
+
+    Yields:
+        tuple[Tensor, Tensor]: per level, the map (B, C, H, W) and the input as given.
+    """
+    for level, given in enumerate(as_levels(feats, num_levels, owner, arg)):
+        x = to_maps(given, owner, arg, level)
+        check_channels(x, channels[level], owner, arg, key, level, source)
+        yield x, given
 
 
 def build_branches(owner: str, student_channels: List[int], latent_channels: List[int],
@@ -100,6 +129,5 @@ def build_branches(owner: str, student_channels: List[int], latent_channels: Lis
                              f' got {student_channels} (student) and {latent_channels}.')
         return nn.ModuleList(
             [DiffKDBranch(student_channels[0], latent_channels[0], **branch_kwargs)])
-    return nn.ModuleList([
-        DiffKDBranch(s, t, **branch_kwargs) for s, t in zip(student_channels, latent_channels)
-    ])
+    return nn.ModuleList(
+        [DiffKDBranch(s, t, **branch_kwargs) for s, t in zip(student_channels, latent_channels)])

@@ -2,12 +2,10 @@
 import torch
 from torch import nn
 
-from mmrazor.registry import MODELS
 from .bottleneck import Bottleneck
 from .noise_predictor import check_kernel_size
 
 
-@MODELS.register_module()
 class NoiseAdapter(nn.Module):
     """Predicts the per-sample weight ``g`` of the student feature in the noisy start point.
 

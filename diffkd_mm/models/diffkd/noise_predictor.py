@@ -2,7 +2,6 @@
 import torch
 from torch import nn
 
-from mmrazor.registry import MODELS
 from .bottleneck import Bottleneck
 
 KERNEL_SIZES = (1, 3)
@@ -14,7 +13,6 @@ def check_kernel_size(kernel_size, owner: str) -> None:
                          f'(spatial features), got {kernel_size!r}.')
 
 
-@MODELS.register_module()
 class NoisePredictor(nn.Module):
     """A light noise predictor: a learned time embedding added to the input, then a small CNN.
 
@@ -32,11 +30,12 @@ class NoisePredictor(nn.Module):
         x: (B, C, H, W); t: int64 (B,) or a 0-dim tensor shared by the batch -> (B, C, H, W)
     """
 
-    def __init__(self, channels: int, kernel_size: int = 3,
+    def __init__(self,
+                 channels: int,
+                 kernel_size: int = 3,
                  num_time_embeddings: int = 1280) -> None:
         super().__init__()
         check_kernel_size(kernel_size, 'NoisePredictor')
-        self.kernel_size = kernel_size
         self.time_embedding = nn.Embedding(num_time_embeddings, channels)
         if kernel_size == 3:
             self.layers = nn.Sequential(

@@ -31,9 +31,9 @@ def standardize_channels(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     return (x - mean) * torch.rsqrt(var + eps)
 
 
-def encode_target(autoencoder: Optional[LinearAutoEncoder], teacher_feat: torch.Tensor,
-                  target_norm: Optional[str] = None
-                  ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+def encode_target(autoencoder: Optional[LinearAutoEncoder],
+                  teacher_feat: torch.Tensor,
+                  target_norm: Optional[str] = None) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
     """DiffKD's target for a teacher feature, and the AE's reconstruction loss.
 
     The teacher feature is detached first: no DiffKD term trains the teacher, even with

@@ -37,10 +37,11 @@ class DiffKDDistiller(ConfigurableDistiller):
         self._connector_outputs: Optional[Dict[tuple, object]] = None
         for name, loss in self.distill_losses.items():
             if isinstance(loss, MultiTermLoss):
-                loss.bind_entry(name, {
-                    arg: self._describe_source(record)
-                    for arg, record in self.loss_forward_mappings.get(name, {}).items()
-                })
+                loss.bind_entry(
+                    name, {
+                        arg: self._describe_source(record)
+                        for arg, record in self.loss_forward_mappings.get(name, {}).items()
+                    })
         for name, connector in self.connectors.items():
             if isinstance(connector, (DiffKDStudentConnector, DiffKDTeacherConnector)):
                 connector.connector_name = name
@@ -82,8 +83,9 @@ class DiffKDDistiller(ConfigurableDistiller):
                 connector = record.get('connector')
                 found = self.connectors[connector] if connector in self.connectors else None
                 # A denoiser, or an AE, that nothing trains would never learn.
-                untrained = isinstance(found, DiffKDStudentConnector) or (
-                    isinstance(found, DiffKDTeacherConnector) and found.autoencoders is not None)
+                untrained = isinstance(
+                    found, DiffKDStudentConnector) or (isinstance(found, DiffKDTeacherConnector)
+                                                       and found.autoencoders is not None)
                 if untrained and connector not in trained_by:
                     raise ValueError(
                         f'loss_forward_mappings.{mapping_name}.{arg}: connector {connector!r} '
@@ -124,8 +126,7 @@ class DiffKDDistiller(ConfigurableDistiller):
                                       connector_idx)
         key = (recorder, from_student, record_idx, data_idx, connector)
         if key not in cache:
-            cache[key] = super().get_record(recorder, from_student, record_idx, data_idx,
-                                            connector)
+            cache[key] = super().get_record(recorder, from_student, record_idx, data_idx, connector)
         output = cache[key]
         return output if connector_idx is None else output[connector_idx]
 

@@ -43,8 +43,8 @@ class DiffKDDiffusionLoss(MultiTermLoss):
                  ae_loss_weight: float = 1.0,
                  nonfinite: str = 'raise') -> None:
         super().__init__(nonfinite)
-        for key, value in (('student_connector', student_connector),
-                           ('teacher_connector', teacher_connector)):
+        for key, value in (('student_connector', student_connector), ('teacher_connector',
+                                                                      teacher_connector)):
             if not (value is None and key == 'teacher_connector') and not isinstance(value, str):
                 raise ValueError(f'DiffKDDiffusionLoss: {key} must be the name of a connector '
                                  f'in the distiller\'s connectors, got {value!r}.')
@@ -77,10 +77,12 @@ class DiffKDDiffusionLoss(MultiTermLoss):
                 'distiller type=\'DiffKDDistiller\'.')
         student, teacher = self._links
         targets = as_levels(target, student.num_levels, self.owner, 'target')
-        terms = dict(ddim=[
-            student.diffusion_loss(to_maps(z, self.owner, 'target', level), level)
-            for level, z in enumerate(targets)
-        ], ae=[])
+        terms = dict(
+            ddim=[
+                student.diffusion_loss(to_maps(z, self.owner, 'target', level), level)
+                for level, z in enumerate(targets)
+            ],
+            ae=[])
         if teacher is not None and teacher.loss_ae is not None:
             terms['ae'].append(teacher.loss_ae)
             teacher.loss_ae = None  # consumed: counted once, and its graph freed

@@ -1,12 +1,13 @@
 """DiffKD as an mmrazor distillation loss: one entry for one feature or a whole FPN tuple."""
-from typing import Optional, Sequence, Union
+from typing import Iterator, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 
 from mmrazor.registry import MODELS
-from ..diffkd.levels import (Features, as_levels, build_branches, check_channels,
-                             check_num_levels, from_maps, per_level, to_maps)
+from ..diffkd.branch import DiffKDOutput
+from ..diffkd.levels import (Features, build_branches, check_num_levels, from_maps, level_maps,
+                             per_level)
 from ..diffkd.target import check_target_norm
 from .multi_term import MultiTermLoss
 
@@ -47,8 +48,6 @@ class DiffKDLoss(MultiTermLoss):
             (official).
         output_norm (bool): BN after the output conv1x1. Defaults to True.
         with_cp (bool): Activation checkpointing through the DDIM loop. Defaults to False.
-        compile_predictor (bool | dict): ``torch.compile`` each noise predictor (True, or
-            ``torch.compile`` arguments). Same math; see :class:`DiffKDBranch`. Defaults to False.
         kd_loss (str): ``'mse'`` (features) or ``'kl'`` (logits). Defaults to ``'mse'``.
         tau (float): KL temperature. Defaults to 1.0.
         match_loss (dict, optional): Config of a registered mmrazor loss (``L2Loss``,
@@ -86,7 +85,6 @@ class DiffKDLoss(MultiTermLoss):
                  schedule_steps: Optional[int] = None,
                  output_norm: bool = True,
                  with_cp: bool = False,
-                 compile_predictor: Union[bool, dict] = False,
                  kd_loss: str = 'mse',
                  tau: float = 1.0,
                  match_loss: Optional[dict] = None,
@@ -122,10 +120,17 @@ class DiffKDLoss(MultiTermLoss):
         self.resize_student = resize_student
         self.share_branch = share_branch
         self.branches = build_branches(
-            'DiffKDLoss', self.student_channels, self.teacher_channels, share_branch,
-            kernel_size=kernel_size, ae_channels=ae_channels, inference_steps=inference_steps,
-            num_train_timesteps=num_train_timesteps, schedule_steps=schedule_steps,
-            output_norm=output_norm, with_cp=with_cp, compile_predictor=compile_predictor,
+            'DiffKDLoss',
+            self.student_channels,
+            self.teacher_channels,
+            share_branch,
+            kernel_size=kernel_size,
+            ae_channels=ae_channels,
+            inference_steps=inference_steps,
+            num_train_timesteps=num_train_timesteps,
+            schedule_steps=schedule_steps,
+            output_norm=output_norm,
+            with_cp=with_cp,
             target_norm=self.target_norm)
 
     def branch(self, level: int):
@@ -140,18 +145,15 @@ class DiffKDLoss(MultiTermLoss):
         student resized to the teacher's size where asked, and the teacher input as given (whose
         layout the matching loss sees).
         """
-        feats_s = as_levels(preds_S, self.num_levels, self.owner, 'preds_S')
-        feats_t = as_levels(preds_T, self.num_levels, self.owner, 'preds_T')
-        for level, (s_in, t_in) in enumerate(zip(feats_s, feats_t)):
-            s = to_maps(s_in, self.owner, 'preds_S', level)
-            t = to_maps(t_in, self.owner, 'preds_T', level)
+        student = level_maps(preds_S, self.num_levels, self.student_channels, self.owner, 'preds_S',
+                             'student_channels', self.input_sources.get('preds_S'))
+        teacher = level_maps(preds_T, self.num_levels, self.teacher_channels, self.owner, 'preds_T',
+                             'teacher_channels', self.input_sources.get('preds_T'))
+        for level, ((s, _), (t, t_in)) in enumerate(zip(student, teacher)):
             yield self._check_pair(s, t, level), t, t_in
 
     def _check_pair(self, s: torch.Tensor, t: torch.Tensor, level: int) -> torch.Tensor:
-        check_channels(s, self.student_channels[level], self.owner, 'preds_S',
-                       'student_channels', level, self.input_sources.get('preds_S'))
-        check_channels(t, self.teacher_channels[level], self.owner, 'preds_T',
-                       'teacher_channels', level, self.input_sources.get('preds_T'))
+        """The student map, checked against the teacher's batch and size (resized if asked)."""
         if s.shape[0] != t.shape[0]:
             raise ValueError(f'{self.owner}: batch sizes differ at level {level}: '
                              f'student {tuple(s.shape)}, teacher {tuple(t.shape)}.')
@@ -164,6 +166,21 @@ class DiffKDLoss(MultiTermLoss):
             align = False if self.resize_student in ('bilinear', 'bicubic') else None
             s = F.interpolate(s, size=t.shape[2:], mode=self.resize_student, align_corners=align)
         return s
+
+    def level_outputs(self, preds_S: Features,
+                      preds_T: Features) -> Iterator[Tuple[DiffKDOutput, torch.Tensor]]:
+        """Run each level's branch: the one path from a call's inputs to DiffKD's tensors.
+
+        Used by :meth:`forward` and by the denoising pictures
+        (:func:`diffkd_mm.visualization.record_denoising`), so both see the same checks,
+        reshaping and resizing.
+
+        Yields:
+            tuple: per level, the branch's :class:`DiffKDOutput` (maps (B, L, H, W); logits as
+            (B, L, 1, 1)) and the teacher input as given, whose layout the matching loss sees.
+        """
+        for level, (s, t, like) in enumerate(self.feature_pairs(preds_S, preds_T)):
+            yield self.branch(level)(s, t), like
 
     # ------------------------------------------------------------------ losses
     def match(self, refined: torch.Tensor, target: torch.Tensor,
@@ -193,8 +210,7 @@ class DiffKDLoss(MultiTermLoss):
         """
         terms = dict(kd=[], ddim=[], ae=[])
         gates = []
-        for level, (s, t, like) in enumerate(self.feature_pairs(preds_S, preds_T)):
-            out = self.branch(level)(s, t)
+        for out, like in self.level_outputs(preds_S, preds_T):
             terms['kd'].append(self.match(out.refined, out.target, like))
             terms['ddim'].append(out.loss_ddim)
             if out.loss_ae is not None:

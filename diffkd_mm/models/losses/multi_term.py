@@ -84,7 +84,9 @@ class MultiTermLoss(nn.Module):
         if self.loss_name is None:
             self.loss_name = entry_name_from_distiller(self)
 
-    def reduce_terms(self, terms: Dict[str, List[torch.Tensor]], weights: Dict[str, float],
+    def reduce_terms(self,
+                     terms: Dict[str, List[torch.Tensor]],
+                     weights: Dict[str, float],
                      stats: Optional[Dict[str, torch.Tensor]] = None) -> torch.Tensor:
         """Weighted sum of the terms, checked and logged.
 
@@ -105,8 +107,7 @@ class MultiTermLoss(nn.Module):
         log = self.training and self.loss_name is not None
         if check or log:
             per_level = [v.detach().float().reshape(1) for vs in terms.values() for v in vs]
-            logged = [v.detach().float().reshape(1)
-                      for v in (*weighted.values(), *stats.values())]
+            logged = [v.detach().float().reshape(1) for v in (*weighted.values(), *stats.values())]
             values = torch.cat(per_level + logged).tolist()  # the one host sync
             if check and not all(map(_finite, values[:len(per_level)])):
                 return self._on_nonfinite(terms)
@@ -134,8 +135,10 @@ class MultiTermLoss(nn.Module):
                 message + ' Nothing was back-propagated. Lower the learning rate or the loss '
                 'weights, check the recorded features, or set nonfinite=\'skip\' to drop such '
                 'iterations.')
-        print_log(message + ' Skipped: the DiffKD terms of this iteration are dropped.',
-                  logger='current', level=logging.WARNING)
+        print_log(
+            message + ' Skipped: the DiffKD terms of this iteration are dropped.',
+            logger='current',
+            level=logging.WARNING)
         device = next(v for vs in terms.values() for v in vs).device
         return torch.zeros((), device=device)
 

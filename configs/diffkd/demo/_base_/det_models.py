@@ -53,8 +53,7 @@ def _detector(width, fpn_channels):
                 target_means=[.0, .0, .0, .0],
                 target_stds=[1.0, 1.0, 1.0, 1.0]),
             loss_cls=dict(
-                type='mmdet.FocalLoss', use_sigmoid=True, gamma=2.0, alpha=0.25,
-                loss_weight=1.0),
+                type='mmdet.FocalLoss', use_sigmoid=True, gamma=2.0, alpha=0.25, loss_weight=1.0),
             loss_bbox=dict(type='mmdet.L1Loss', loss_weight=1.0)),
         train_cfg=dict(
             assigner=dict(

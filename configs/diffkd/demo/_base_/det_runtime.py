@@ -5,6 +5,9 @@
 #   --cfg-options train_dataloader.dataset.data_root=/data/my_coco val_dataloader.dataset...
 default_scope = 'mmdet'
 custom_imports = dict(imports=['diffkd_mm'], allow_failed_imports=False)
+# Checkpoints carry torch's random state, so that a resumed run draws DiffKD's noise as the
+# uninterrupted run would.
+custom_hooks = [dict(type='TorchRNGStateHook')]
 
 data_root = 'data/diffkd_demo/det'  # replaced by the demo runner
 metainfo = dict(classes=('circle', 'square', 'triangle'))
@@ -22,8 +25,7 @@ test_pipeline = [
     dict(type='Resize', scale=(128, 128), keep_ratio=True),
     dict(
         type='PackDetInputs',
-        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor',
-                   'instances'))
+        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'instances'))
 ]
 dataset = dict(type='CocoDataset', data_root=data_root, metainfo=metainfo)
 train_dataloader = dict(
@@ -57,9 +59,7 @@ max_iters = 500  # replaced by the demo runner
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
-optim_wrapper = dict(
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=3e-3, weight_decay=1e-4))
+optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=3e-3, weight_decay=1e-4))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=20),
     dict(type='CosineAnnealingLR', by_epoch=False, begin=20, end=max_iters, eta_min=1e-5)
@@ -74,8 +74,8 @@ default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=max_iters, max_keep_ckpts=1),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='DetVisualizationHook'))
-env_cfg = dict(cudnn_benchmark=False, mp_cfg=dict(mp_start_method='fork'),
-               dist_cfg=dict(backend='gloo'))
+env_cfg = dict(
+    cudnn_benchmark=False, mp_cfg=dict(mp_start_method='fork'), dist_cfg=dict(backend='gloo'))
 vis_backends = [dict(type='LocalVisBackend')]
 visualizer = dict(type='DetLocalVisualizer', vis_backends=vis_backends, name='visualizer')
 log_processor = dict(by_epoch=False)

@@ -2,8 +2,8 @@
 # which resolves small shapes on 128x128 images at a fraction of a dilated network's cost. The
 # teacher has the standard backbone widths (64..512) and a 64-channel FPN; the student a quarter
 # of the backbone widths (16..128) and a 32-channel FPN. The cross-entropy weighs background
-# pixels (~90% of each image) at 0.3, so that the shapes are not drowned out in a short schedule. Every type carries its scope (mmseg.) so that the same dicts build under
-# mmrazor's scope too.
+# pixels (~90% of each image) at 0.3, so that the shapes are not drowned out in a short schedule.
+# Every type carries its scope (mmseg.) so that the same dicts build under mmrazor's scope too.
 norm_cfg = dict(type='BN', requires_grad=True)
 data_preprocessor = dict(
     type='mmseg.SegDataPreProcessor',

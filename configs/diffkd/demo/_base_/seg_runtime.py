@@ -2,9 +2,13 @@
 # square, triangle) written by diffkd_mm.datasets.ensure_dataset('seg'). tools/run_demo.py fills in
 # data_root and the iteration counts; to train on your own mmseg-format data, set data_root (and
 # the classes) with --cfg-options, e.g.
-#   --cfg-options train_dataloader.dataset.data_root=/data/my_seg val_dataloader.dataset.data_root=...
+#   --cfg-options train_dataloader.dataset.data_root=/data/my_seg \
+#                 val_dataloader.dataset.data_root=/data/my_seg
 default_scope = 'mmseg'
 custom_imports = dict(imports=['diffkd_mm'], allow_failed_imports=False)
+# Checkpoints carry torch's random state, so that a resumed run draws DiffKD's noise as the
+# uninterrupted run would.
+custom_hooks = [dict(type='TorchRNGStateHook')]
 
 data_root = 'data/diffkd_demo/seg'  # replaced by tools/run_demo.py
 metainfo = dict(
@@ -52,9 +56,7 @@ max_iters = 400  # replaced by tools/run_demo.py
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
-optim_wrapper = dict(
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=3e-3, weight_decay=1e-4))
+optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=3e-3, weight_decay=1e-4))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=20),
     dict(type='CosineAnnealingLR', by_epoch=False, begin=20, end=max_iters, eta_min=1e-5)
@@ -69,8 +71,8 @@ default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=max_iters, max_keep_ckpts=1),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='SegVisualizationHook'))
-env_cfg = dict(cudnn_benchmark=False, mp_cfg=dict(mp_start_method='fork'),
-               dist_cfg=dict(backend='gloo'))
+env_cfg = dict(
+    cudnn_benchmark=False, mp_cfg=dict(mp_start_method='fork'), dist_cfg=dict(backend='gloo'))
 vis_backends = [dict(type='LocalVisBackend')]
 visualizer = dict(type='SegLocalVisualizer', vis_backends=vis_backends, name='visualizer')
 log_processor = dict(by_epoch=False)

@@ -10,10 +10,9 @@ import torch
 from mmengine.registry import DATASETS
 
 from diffkd_mm.datasets import (CLASSES, SEG_CLASSES, SEG_PALETTE, cls_dataset_cfg,
-                                default_data_root, det_dataset_cfg, ensure_dataset,
+                                default_data_root, det_dataset_cfg, ensure_dataset, formats,
                                 make_classification_dataset, make_detection_dataset,
                                 make_segmentation_dataset, seg_dataset_cfg)
-from diffkd_mm.datasets import synthetic
 
 SMALL = dict(num_train=12, num_val=4, img_size=64, seed=3)
 DET_PIPELINE = [
@@ -130,8 +129,7 @@ def test_detection_dataset_with_mmdet_pipeline(scenes):
 def test_detection_annotations_evaluate_with_coco_metric(scenes):
     from mmdet.evaluation import CocoMetric
     det_dir, _ = scenes
-    dataset = DATASETS.build(
-        det_dataset_cfg(det_dir, 'val', pipeline=DET_PIPELINE, test_mode=True))
+    dataset = DATASETS.build(det_dataset_cfg(det_dir, 'val', pipeline=DET_PIPELINE, test_mode=True))
     metric = CocoMetric(
         ann_file=osp.join(det_dir, 'annotations', 'instances_val.json'), metric='bbox')
     metric.dataset_meta = dataset.metainfo
@@ -139,8 +137,8 @@ def test_detection_annotations_evaluate_with_coco_metric(scenes):
         sample = dataset[index]['data_samples']
         gt = sample.gt_instances
         pred = dict(bboxes=gt.bboxes.tensor, labels=gt.labels, scores=torch.ones(len(gt)))
-        metric.process({}, [dict(pred_instances=pred, img_id=sample.img_id,
-                                 ori_shape=sample.ori_shape)])
+        metric.process(
+            {}, [dict(pred_instances=pred, img_id=sample.img_id, ori_shape=sample.ori_shape)])
     # The ground truth scored as a prediction is perfect only if ids, boxes and areas agree.
     assert metric.evaluate(len(dataset))['coco/bbox_mAP'] == pytest.approx(1.0)
 
@@ -161,8 +159,10 @@ def test_segmentation_dataset_with_mmseg_pipeline(scenes):
         assert seg_map.shape == item['inputs'].shape[1:]
         assert set(np.unique(seg_map)) <= set(range(len(SEG_CLASSES)))
         # Same geometry as the detection annotations: the classes shown are the annotated ones.
-        annotated = {ann['category_id'] for ann in coco['annotations']
-                     if ann['image_id'] == index + 1}
+        annotated = {
+            ann['category_id']
+            for ann in coco['annotations'] if ann['image_id'] == index + 1
+        }
         assert set(np.unique(seg_map)) - {0} == annotated
 
         # The label map matches the image: colour steps sit on label boundaries.
@@ -187,8 +187,9 @@ def test_classification_dataset_with_mmpretrain(tmp_path):
         assert osp.basename(osp.dirname(item['img_path'])) == CLASSES[item['gt_label']]
 
     val = DATASETS.build(
-        cls_dataset_cfg(data_dir, 'val', pipeline=[dict(type='LoadImageFromFile'),
-                                                   dict(type='PackInputs')]))
+        cls_dataset_cfg(
+            data_dir, 'val', pipeline=[dict(type='LoadImageFromFile'),
+                                       dict(type='PackInputs')]))
     assert np.bincount(val.get_gt_labels()).tolist() == [2, 2, 2]
     assert val[0]['inputs'].shape == (3, 48, 48)
 
@@ -203,8 +204,7 @@ def test_ensure_dataset_generates_once(tmp_path):
     assert ensure_dataset('seg', root=tmp_path, max_objects=4, **SMALL) == data_dir
     assert os.stat(image).st_mtime_ns == before
     assert ensure_dataset('seg', root=tmp_path, **dict(SMALL, seed=5)) != data_dir
-    assert ensure_dataset('cls', root=tmp_path) != ensure_dataset('det', root=tmp_path,
-                                                                  **SMALL)
+    assert ensure_dataset('cls', root=tmp_path) != ensure_dataset('det', root=tmp_path, **SMALL)
     assert not [name for name in os.listdir(tmp_path) if name.startswith('.')]  # no temp dirs
 
 
@@ -221,7 +221,7 @@ def test_ensure_dataset_regenerates_incomplete(tmp_path):
 
 
 def test_interrupted_generation_leaves_nothing(tmp_path, monkeypatch):
-    write_png = synthetic._write_png
+    write_png = formats.write_png
     calls = []
 
     def failing_write(path, array):
@@ -230,12 +230,12 @@ def test_interrupted_generation_leaves_nothing(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         write_png(path, array)
 
-    monkeypatch.setattr(synthetic, '_write_png', failing_write)
+    monkeypatch.setattr(formats, 'write_png', failing_write)
     with pytest.raises(KeyboardInterrupt):
         ensure_dataset('det', root=tmp_path, **SMALL)
     assert os.listdir(tmp_path) == []
 
-    monkeypatch.setattr(synthetic, '_write_png', write_png)
+    monkeypatch.setattr(formats, 'write_png', write_png)
     data_dir = ensure_dataset('det', root=tmp_path, **SMALL)
     assert len(load_coco(data_dir, 'train')['images']) == SMALL['num_train']
 
