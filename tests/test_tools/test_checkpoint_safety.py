@@ -298,7 +298,8 @@ marker = os.environ['STALL_MARKER']
 real_save, saves = torch.save, [0]
 def stalling_save(obj, f, *args, **kwargs):
     name = getattr(f, 'name', '')
-    if isinstance(name, str) and '.pth.tmp-' in name:
+    # diffkd_mm.fileio.atomic_open's temporary file: .<name>.pth.<pid>-<random>.tmp
+    if isinstance(name, str) and '.pth.' in name and name.endswith('.tmp'):
         saves[0] += 1
         if saves[0] == n:
             buf = io.BytesIO()
