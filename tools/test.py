@@ -11,8 +11,8 @@ from mmengine.config import DictAction
 from mmengine.runner import Runner
 
 import diffkd_mm  # noqa: F401  (compat layer + registrations: must come before mmrazor)
-from diffkd_mm.engine import (CheckpointGuard, exit_on_checkpoint_error, load_entry_config,
-                              setup_cpu_distributed)
+from diffkd_mm.engine import (CheckpointGuard, add_launcher_arguments, exit_on_checkpoint_error,
+                              load_entry_config, setup_cpu_distributed)
 from mmrazor.utils import register_all_modules
 
 
@@ -32,17 +32,7 @@ def parse_args(argv=None):
         nargs='+',
         action=DictAction,
         help='override config entries, e.g. test_dataloader.batch_size=1')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher for distributed evaluation')
-    parser.add_argument(
-        '--local_rank',
-        '--local-rank',
-        type=int,
-        default=0,
-        help='set by torch.distributed.launch (torchrun uses LOCAL_RANK)')
+    add_launcher_arguments(parser, 'evaluation')
     args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)

@@ -14,8 +14,8 @@ from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 import diffkd_mm  # noqa: F401  (compat layer + registrations: must come before mmrazor)
-from diffkd_mm.engine import (CheckpointGuard, exit_on_checkpoint_error, find_resumable_checkpoint,
-                              load_entry_config, setup_cpu_distributed)
+from diffkd_mm.engine import (CheckpointGuard, add_launcher_arguments, exit_on_checkpoint_error,
+                              find_resumable_checkpoint, load_entry_config, setup_cpu_distributed)
 from mmrazor.utils import register_all_modules
 
 
@@ -56,17 +56,7 @@ def parse_args(argv=None):
         action=DictAction,
         help='override config entries, e.g. train_cfg.max_iters=10 '
         '(key=value pairs; lists as key="[a,b]")')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher for distributed training')
-    parser.add_argument(
-        '--local_rank',
-        '--local-rank',
-        type=int,
-        default=0,
-        help='set by torch.distributed.launch (torchrun uses LOCAL_RANK)')
+    add_launcher_arguments(parser, 'training')
     args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)

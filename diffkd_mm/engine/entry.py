@@ -1,4 +1,6 @@
-"""What tools/train.py and tools/test.py share: loading the config they run, checkpoint errors."""
+"""What tools/train.py and tools/test.py share: launcher arguments, loading the config they run,
+checkpoint errors."""
+import argparse
 import contextlib
 import os.path as osp
 import re
@@ -8,6 +10,26 @@ from typing import Iterator, Optional
 from mmengine.config import Config
 
 from .checkpoint import CheckpointError
+
+
+def add_launcher_arguments(parser: argparse.ArgumentParser, purpose: str) -> None:
+    """``--launcher`` and ``--local_rank`` / ``--local-rank``, as OpenMMLab's tools take them.
+
+    Args:
+        parser (ArgumentParser): The entry point's parser.
+        purpose (str): What is launched, for the help text (``'training'``, ``'evaluation'``).
+    """
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help=f'job launcher for distributed {purpose}')
+    parser.add_argument(
+        '--local_rank',
+        '--local-rank',
+        type=int,
+        default=0,
+        help='set by torch.distributed.launch (torchrun uses LOCAL_RANK)')
 
 
 def load_entry_config(path: str,
