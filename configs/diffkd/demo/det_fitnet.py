@@ -17,17 +17,7 @@ model = dict(
         type='ConfigurableDistiller',
         student_recorders=dict(fpn=dict(type='ModuleOutputs', source='neck')),
         teacher_recorders=dict(fpn=dict(type='ModuleOutputs', source='neck')),
-        connectors={
-            f'student_proj{i}':
-            dict(
-                type='ConvModuleConnector',
-                in_channel=32,
-                out_channel=64,
-                kernel_size=1,
-                norm_cfg=None,
-                act_cfg=None)
-            for i in _levels
-        },
+        connectors={{_base_.student_projections}},
         distill_losses={
             f'loss_fitnet_fpn{i}':
             dict(type='L2Loss', loss_weight=0.3, normalize=False, div_element=True)

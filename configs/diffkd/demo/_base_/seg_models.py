@@ -53,4 +53,17 @@ def _segmentor(width, fpn_channels):
 
 teacher_model = _segmentor(width=64, fpn_channels=64)
 student_model = _segmentor(width=16, fpn_channels=32)
+# The student's FPN levels (32 channels) mapped to the teacher's width (64) by a learned 1x1 conv,
+# one connector per level: what FitNet and PKD compare (they need equal channels).
+student_projections = {
+    f'student_proj{i}':
+    dict(
+        type='ConvModuleConnector',
+        in_channel=32,
+        out_channel=64,
+        kernel_size=1,
+        norm_cfg=None,
+        act_cfg=None)
+    for i in range(4)
+}
 del _segmentor
