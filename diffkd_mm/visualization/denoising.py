@@ -39,8 +39,10 @@ def record_denoising(algorithm, data: dict, loss_name: str, level: int = 0, seed
             algorithm.teacher(inputs, samples, mode='tensor')
             algorithm.student(inputs, samples, mode='tensor')
         preds = [distiller.get_record(**mapping[key]) for key in ('preds_S', 'preds_T')]
-        # The loss's own path (checks, reshaping, resizing), under a fixed start-point noise.
-        with torch.random.fork_rng(devices=[]):
+        # The loss's own path (checks, reshaping, resizing), under a fixed start-point noise;
+        # the global generators (this CUDA device's too) are restored afterwards.
+        devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+        with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
             out, like = list(loss.level_outputs(*preds))[level]
         pre = algorithm.data_preprocessor
