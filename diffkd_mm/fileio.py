@@ -4,15 +4,70 @@ Every writer of the project goes through these helpers: a file is written to a h
 file in the same folder and renamed over its destination (:func:`atomic_open`,
 :func:`atomic_write_text`); a folder is filled under a temporary name and renamed into place
 (:func:`publish_directory`). A rename within one file system is atomic on POSIX, so a kill, a full
-disk or a concurrent writer leaves either the previous content or the new one.
+disk or a concurrent writer leaves either the previous content or the new one. A write that
+fails because the disk is full raises :class:`DiskFullError`: one line naming the file and the
+space left, whatever layer (torch, matplotlib) the failure went through.
 """
 import contextlib
+import errno
 import os
 import os.path as osp
 import shutil
 import tempfile
 import uuid
-from typing import IO, Callable, Iterator
+from typing import IO, Callable, Iterator, Optional
+
+#: errno values of a write that failed for lack of space (a full disk, a quota).
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+class DiskFullError(OSError):
+    """A file could not be written for lack of space; the file at its path was left as it was.
+
+    ``str(err)`` is one line: the path, the free space of its file system, and what is at the
+    path now (its previous content, or nothing: no partial file is ever left).
+    """
+
+    def __init__(self, path: str, cause: OSError) -> None:
+        folder = osp.dirname(osp.abspath(path))
+        kept = (f'the previous {osp.basename(path)} is kept intact'
+                if osp.exists(path) else 'no partial file was left')
+        super().__init__(
+            cause.errno, f'no space left on device while writing {path} ({_free_space(folder)} '
+            f'free in {folder}); {kept}')
+        self.path = path
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
+def _free_space(folder: str) -> str:
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return 'unknown space'
+    for unit in ('B', 'KiB', 'MiB', 'GiB'):
+        if free < 1024:
+            break
+        free /= 1024
+    else:
+        unit = 'TiB'
+    return f'{free:.0f} {unit}' if unit == 'B' else f'{free:.1f} {unit}'
+
+
+def _no_space_cause(err: BaseException) -> Optional[OSError]:
+    """The ENOSPC/EDQUOT ``OSError`` behind ``err``, if any.
+
+    Writers wrap the error of the failed ``write``: ``torch.save`` raises a RuntimeError
+    ("unexpected pos") whose context is the OSError; the chain is followed to find it.
+    """
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno in _NO_SPACE:
+            return err
+        err = err.__cause__ or err.__context__
+    return None
 
 
 def _fsync_folder(folder: str) -> None:
@@ -30,7 +85,8 @@ def atomic_open(path: str, mode: str = 'w') -> Iterator[IO]:
     """Open a temporary file that replaces ``path`` when the ``with`` block ends without error.
 
     The data are flushed and fsynced before the rename. On any exception (KeyboardInterrupt
-    included) the temporary file is removed and ``path`` is left as it was.
+    included) the temporary file is removed and ``path`` is left as it was; a failure for lack
+    of space is raised as :class:`DiskFullError`.
 
     Args:
         path (str): Destination (local file system); its folder is created if missing.
@@ -51,9 +107,12 @@ def atomic_open(path: str, mode: str = 'w') -> Iterator[IO]:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(OSError):
             os.remove(tmp)
+        no_space = _no_space_cause(err)
+        if no_space is not None and not isinstance(err, DiskFullError):
+            raise DiskFullError(path, no_space) from err
         raise
     _fsync_folder(folder)
 
@@ -62,6 +121,19 @@ def atomic_write_text(path: str, text: str) -> None:
     """Write ``text`` to ``path`` with :func:`atomic_open`."""
     with atomic_open(path, 'w') as f:
         f.write(text)
+
+
+def atomic_copy(src: str, dst: str) -> None:
+    """Copy the file ``src`` to ``dst`` with :func:`atomic_open`."""
+    with open(src, 'rb') as source, atomic_open(dst, 'wb') as target:
+        shutil.copyfileobj(source, target)
+
+
+def save_figure(fig, path: str, dpi: int = 100) -> None:
+    """Save a matplotlib figure to ``path`` with :func:`atomic_open` (format from the suffix)."""
+    fmt = osp.splitext(path)[1].lstrip('.').lower() or 'png'
+    with atomic_open(path, 'wb') as f:
+        fig.savefig(f, format=fmt, dpi=dpi)
 
 
 def publish_directory(target: str, fill: Callable[[str], None], owner_file: str,
@@ -86,6 +158,7 @@ def publish_directory(target: str, fill: Callable[[str], None], owner_file: str,
 
     Raises:
         FileExistsError: ``target`` exists, is not empty and was not created here.
+        DiskFullError: The disk filled up while ``fill`` wrote; ``target`` is as it was.
     """
     if osp.lexists(target) and (not osp.isdir(target) or
                                 (os.listdir(target)
@@ -115,9 +188,12 @@ def publish_directory(target: str, fill: Callable[[str], None], owner_file: str,
                 raise
             shutil.rmtree(tmp)
             return False
-    except BaseException:
+    except BaseException as err:
         # Also on KeyboardInterrupt: never leave a temporary folder behind.
         shutil.rmtree(tmp, ignore_errors=True)
+        no_space = _no_space_cause(err)
+        if no_space is not None and not isinstance(err, DiskFullError):
+            raise DiskFullError(target, no_space) from err
         raise
     _fsync_folder(parent)
     return True

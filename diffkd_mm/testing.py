@@ -1,11 +1,17 @@
-"""Test helpers: tiny mmengine models (conv backbone + linear head) and a parameter-digest hook.
+"""Test helpers: tiny mmengine models (conv backbone + linear head), a parameter-digest hook, a
+hook that stalls one rank (for a test to kill it) and a full disk, simulated.
 
 Imported on demand only (not by `import diffkd_mm`), so `ToyClassifier` is registered only for
 the code that asks for it.
 """
+import contextlib
+import errno
 import hashlib
 import json
+import os
 import os.path as osp
+import time
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -94,3 +100,72 @@ class ParamDigestHook(Hook):
                     world_size=runner.world_size,
                     initial=self._initial,
                     params=self._digests(runner)), f)
+
+
+@HOOKS.register_module(force=True)
+class StallRankHook(Hook):
+    """Before iteration ``at_iter`` (1-based), rank ``rank`` writes its pid to ``marker`` and
+    sleeps, so that a test can kill that process in the middle of training."""
+
+    def __init__(self, rank: int, at_iter: int, marker: str, seconds: float = 600) -> None:
+        self.rank, self.at_iter, self.marker, self.seconds = rank, at_iter, marker, seconds
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        if runner.rank != self.rank or runner.iter + 1 != self.at_iter:
+            return
+        with open(self.marker + '.part', 'w') as f:  # the marker appears with its content
+            f.write(str(os.getpid()))
+        os.replace(self.marker + '.part', self.marker)
+        time.sleep(self.seconds)
+
+
+class _FillingFile:
+    """A file whose writes fail with ENOSPC once ``budget`` bytes (or characters) are written,
+    as on a disk that fills up: the bytes that fit land in the file, the rest raises."""
+
+    def __init__(self, f, budget: int) -> None:
+        self._f, self._budget = f, budget
+
+    def write(self, data):
+        if len(data) > self._budget:
+            self._f.write(data[:self._budget])
+            self._budget = 0
+            raise OSError(errno.ENOSPC, 'No space left on device')
+        self._budget -= len(data)
+        return self._f.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self._f.close()
+
+
+@contextlib.contextmanager
+def simulated_full_disk(name_part: str, budget: int = 1024) -> Iterator[list]:
+    """Inside the block, every file that :mod:`diffkd_mm.fileio` writes and whose destination name
+    contains ``name_part`` fails with ``OSError(ENOSPC)`` after ``budget`` bytes, through the
+    writer's own layers (``torch.save`` wraps the error as a real full disk makes it do).
+
+    Yields:
+        list: The temporary files that were cut short, as they are opened.
+    """
+    from diffkd_mm import fileio
+    real_open, failed = open, []
+
+    def filling_open(path, mode='r', *args, **kwargs):
+        f = real_open(path, mode, *args, **kwargs)
+        # atomic_open's temporary file: .<destination name>.<pid>-<random>.tmp
+        if 'x' in mode and name_part in osp.basename(str(path)):
+            failed.append(str(path))
+            return _FillingFile(f, budget)
+        return f
+
+    fileio.open = filling_open  # shadows the builtin inside diffkd_mm.fileio only
+    try:
+        yield failed
+    finally:
+        del fileio.open

@@ -13,6 +13,7 @@ import sys
 import diffkd_mm  # noqa: F401  (compat layer + registrations first)
 from diffkd_mm.demo import (METHODS, QUICK_SCHEDULES, SCHEDULES, TASKS, DemoSettings, check_configs,
                             run_demo)
+from diffkd_mm.fileio import DiskFullError
 
 
 def parse_args(argv=None):
@@ -81,7 +82,11 @@ def main(argv=None) -> int:
         check_configs(settings)
     except (ValueError, FileNotFoundError) as err:
         sys.exit(f'run_demo.py: {err}')
-    out = run_demo(args.work_dir, settings)
+    try:
+        out = run_demo(args.work_dir, settings)
+    except DiskFullError as err:
+        sys.exit(f'run_demo.py: {err}. Free some space and run again: the data and the teachers '
+                 'cached so far are reused.')
     print('\n[demo] results (' + out['report'] + '):')
     with open(out['report']) as f:
         for line in f:

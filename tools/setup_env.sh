@@ -63,6 +63,17 @@ phase "mmcv $MMCV_VERSION (compiled ops)"
 if "$PY" -c "import mmcv, mmcv.ops; assert mmcv.__version__ == '$MMCV_VERSION'" 2>/dev/null; then
   echo "[setup] mmcv $MMCV_VERSION with ops already installed"
 else
+  # A cached wheel that is not a sound zip (cut short by a kill or a full disk) is set aside,
+  # renamed, and built again: the cache is ours to heal.
+  for wheel in "$WHEELHOUSE"/mmcv-"$MMCV_VERSION"-*.whl; do
+    [ -e "$wheel" ] || continue
+    if ! "$PY" -c 'import sys, zipfile; sys.exit(zipfile.ZipFile(sys.argv[1]).testzip() is not None)' \
+        "$wheel" 2>/dev/null; then
+      aside="$wheel.bad-$(date +%Y%m%d-%H%M%S)"
+      mv "$wheel" "$aside"
+      echo "[setup] WARNING: cached wheel $wheel is damaged: set aside as $(basename "$aside"), building it again"
+    fi
+  done
   if ! ls "$WHEELHOUSE"/mmcv-"$MMCV_VERSION"-*.whl >/dev/null 2>&1; then
     echo "[setup] no cached wheel in $WHEELHOUSE: compiling mmcv $MMCV_VERSION (~10-20 min on 2 cores)"
     WRAP_DIR="$(mktemp -d)"
@@ -87,13 +98,20 @@ WRAP
     BUILD_LOG="$CACHE_DIR/mmcv-build-torch$TORCH_VERSION.log"
     echo "[setup] full build log: $BUILD_LOG"
     # Progress: ninja prints "[k/77] ..." for each compile unit; show those lines only.
+    # Built into a scratch folder, then renamed into the wheelhouse: an interrupted build never
+    # leaves a partial wheel where the next run would take it.
+    BUILD_OUT="$(mktemp -d "$WHEELHOUSE/.build-XXXXXX")"
     set +e
     CXX="$BUILD_CXX" MMCV_WITH_OPS=1 FORCE_CUDA=0 MAX_JOBS="${MAX_JOBS:-$(nproc)}" \
-      "${PIP[@]}" wheel -v --no-build-isolation --no-deps "mmcv==$MMCV_VERSION" -w "$WHEELHOUSE" \
+      "${PIP[@]}" wheel -v --no-build-isolation --no-deps "mmcv==$MMCV_VERSION" -w "$BUILD_OUT" \
       2>&1 | tee "$BUILD_LOG" | grep --line-buffered -oE '^\s*\[[0-9]+/[0-9]+\]' | sed -u 's/^ */[setup]   mmcv compile /'
     status=${PIPESTATUS[0]}
     set -e
     rm -rf "$WRAP_DIR"
+    if [ "$status" -eq 0 ]; then
+      mv "$BUILD_OUT"/mmcv-"$MMCV_VERSION"-*.whl "$WHEELHOUSE"/
+    fi
+    rm -rf "$BUILD_OUT"
     if [ "$status" -ne 0 ]; then
       echo "[setup] ERROR: mmcv build failed (exit $status); last lines of $BUILD_LOG:" >&2
       tail -n 30 "$BUILD_LOG" >&2

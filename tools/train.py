@@ -15,7 +15,8 @@ from mmengine.runner import Runner
 
 import diffkd_mm  # noqa: F401  (compat layer + registrations: must come before mmrazor)
 from diffkd_mm.engine import (CheckpointGuard, add_launcher_arguments, exit_on_checkpoint_error,
-                              find_resumable_checkpoint, load_entry_config, setup_cpu_distributed)
+                              exit_on_full_disk, find_resumable_checkpoint, load_entry_config,
+                              setup_cpu_distributed)
 from mmrazor.utils import register_all_modules
 
 
@@ -137,11 +138,18 @@ def main(argv=None):
     args = parse_args(argv)
     register_all_modules(False)
     cfg = build_config(args)
-    setup_cpu_distributed(cfg)  # torchrun without GPUs: gloo; does nothing when CUDA exists
+    try:  # torchrun without GPUs: gloo; does nothing when CUDA exists
+        setup_cpu_distributed(cfg)
+    except ValueError as err:
+        sys.exit(str(err))
     names = {cfg.load_from: '--resume'} if cfg.get('resume') and cfg.load_from else {}
     # Safe loading of --resume, load_from, teacher_ckpt and init_cfg weights, atomic saving
-    # (see docs/install.md); a refused or unusable checkpoint ends the run with one message.
-    with exit_on_checkpoint_error(), CheckpointGuard(cfg, names=names):
+    # (see docs/install.md); a refused or unusable checkpoint, or a full disk during a save, ends
+    # the run with one message.
+    resume_advice = ('Free some space, then run the same command with --resume: training '
+                     'continues from the last checkpoint that was saved.')
+    with exit_on_full_disk(resume_advice), exit_on_checkpoint_error(), \
+            CheckpointGuard(cfg, names=names):
         runner = Runner.from_cfg(cfg)
         warn_if_batch_differs(runner, cfg)
         runner.train()

@@ -16,9 +16,16 @@ from .shapes import CLASSES, classification_image, scene
 
 
 def write_png(path: str, array: np.ndarray) -> None:
-    """Write an image or label map; raises OSError where OpenCV reports a failure."""
-    if not cv2.imwrite(path, array):
-        raise OSError(f'could not write {path}')
+    """Write an image or label map as PNG.
+
+    Encoded by OpenCV, written by Python, so that a failed write raises the OSError with its
+    errno (a full disk is ENOSPC), which ``cv2.imwrite`` would reduce to False.
+    """
+    ok, encoded = cv2.imencode('.png', array)
+    if not ok:
+        raise ValueError(f'OpenCV could not encode {path} as PNG (array {array.shape})')
+    with open(path, 'wb') as f:
+        f.write(encoded.tobytes())
 
 
 def file_name(index: int) -> str:

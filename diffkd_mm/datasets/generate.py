@@ -4,20 +4,24 @@
 :func:`make_classification_dataset` write one dataset with the writers of :mod:`.formats`;
 :func:`ensure_dataset` generates each dataset once under :func:`default_data_root` and reuses it
 after. A dataset is published atomically (:func:`diffkd_mm.fileio.publish_directory`) with a
-``.complete`` marker holding the generation arguments, written last: an interrupted run never
-leaves a half dataset that is reused, and concurrent calls (one per rank) are safe.
+``.complete`` marker holding the generation arguments and a manifest of its files (path and
+size), written last: an interrupted run never leaves a half dataset that is reused, a dataset
+damaged later (a file deleted or cut short) is found on reuse and generated again, and concurrent
+calls (one per rank) are safe.
 """
 import hashlib
 import inspect
 import json
+import logging
 import os
 import os.path as osp
 from functools import partial
-from typing import Callable, Optional, Union
+from typing import Callable, Dict, Optional, Union
 
 import numpy as np
+from mmengine.logging import print_log
 
-from ..fileio import publish_directory
+from ..fileio import atomic_write_text, publish_directory
 from .formats import write_cls_split, write_coco_split, write_seg_split
 from .shapes import CLASSES, SPLITS
 
@@ -93,9 +97,59 @@ def _same_dataset(found, expected: dict) -> bool:
         found.get(key) == expected[key] for key in ('generator', 'version', 'task', 'args'))
 
 
+def _manifest(data_dir: str) -> Dict[str, int]:
+    """``{relative path: size in bytes}`` of every file of a dataset, markers excepted."""
+    files = {}
+    for folder, _, names in os.walk(data_dir):
+        for name in names:
+            path = osp.join(folder, name)
+            rel = osp.relpath(path, data_dir)
+            if rel not in (_MARKER_FILE, _OWNER_FILE):
+                files[rel.replace(os.sep, '/')] = osp.getsize(path)
+    return files
+
+
+def manifest_problem(data_dir: str, marker) -> Optional[str]:
+    """What is wrong with a dataset's files against its marker's manifest, or None if nothing.
+
+    The manifest (``files``: relative path -> size, written with the dataset) is checked with one
+    ``stat`` per file: a missing, truncated or grown file is found; a file changed in place at
+    the same size is not (that would need reading every image).
+
+    Args:
+        data_dir (str): The dataset folder.
+        marker (dict): Its ``.complete`` marker.
+
+    Returns:
+        str or None: e.g. ``'images/val/000003.png is missing'``; None if every file is there
+        with its size.
+    """
+    files = marker.get('files') if isinstance(marker, dict) else None
+    if not isinstance(files, dict) or not files:
+        return 'it has no file manifest (written by an older diffkd_mm)'
+    for rel, size in files.items():
+        try:
+            found = os.stat(osp.join(data_dir, rel)).st_size
+        except OSError:
+            return f'{rel} is missing'
+        if found != size:
+            return f'{rel} has {found} bytes instead of {size}'
+    return None
+
+
+def _intact(data_dir: str, expected: dict) -> bool:
+    marker = _read_marker(data_dir)
+    return _same_dataset(marker, expected) and manifest_problem(data_dir, marker) is None
+
+
 def _generate(task: str, data_dir: str, args: dict, write_split: Callable[[str, str, dict],
                                                                           dict]) -> dict:
-    """Writes a dataset atomically into ``data_dir``, or reuses the complete one found there.
+    """Writes a dataset atomically into ``data_dir``, or reuses the intact one found there.
+
+    A dataset generated here with the same arguments is reused when every file of its manifest
+    is there with its size; a damaged one is regenerated, with a one-line warning. The generator
+    is deterministic per seed and arguments, so the regenerated files are the ones that were
+    lost.
 
     Args:
         task (str): One of :data:`TASKS`.
@@ -112,13 +166,27 @@ def _generate(task: str, data_dir: str, args: dict, write_split: Callable[[str, 
 
     def fill(out_dir: str) -> None:
         splits = {split: write_split(out_dir, split, args) for split in SPLITS}
-        with open(osp.join(out_dir, _MARKER_FILE), 'w') as f:
-            json.dump(dict(marker, splits=splits), f)
+        atomic_write_text(
+            osp.join(out_dir, _MARKER_FILE),
+            json.dumps(dict(marker, splits=splits, files=_manifest(out_dir))))
 
-    if not _same_dataset(_read_marker(data_dir), marker):
-        publish_directory(data_dir, fill, _OWNER_FILE,
-                          lambda folder: _same_dataset(_read_marker(folder), marker))
-    return dict(_read_marker(data_dir), data_root=data_dir)
+    found = _read_marker(data_dir)
+    if _same_dataset(found, marker):
+        problem = manifest_problem(data_dir, found)
+        if problem is None:
+            return _result(found, data_dir)
+        print_log(
+            f'dataset {data_dir} is damaged ({problem}): generating it again (the generator is '
+            'deterministic per seed: same images and labels)',
+            logger='current',
+            level=logging.WARNING)
+    publish_directory(data_dir, fill, _OWNER_FILE, lambda folder: _intact(folder, marker))
+    return _result(_read_marker(data_dir), data_dir)
+
+
+def _result(marker: dict, data_dir: str) -> dict:
+    """What the generators return: the marker without its manifest, plus ``data_root``."""
+    return dict({k: v for k, v in marker.items() if k != 'files'}, data_root=data_dir)
 
 
 # ------------------------------------------------------------------------------ generators
@@ -216,8 +284,9 @@ def ensure_dataset(task: str, root: Optional[PathLike] = None, **kwargs) -> str:
 
     The directory is ``<root>/<task>_<hash>``, the hash covering the generator version and all
     the arguments (defaults filled in, so ``seed=0`` and no seed give the same directory). A
-    directory whose ``.complete`` marker is missing (an interrupted or tampered run) is
-    regenerated; concurrent calls (e.g. one per rank) are safe.
+    directory whose ``.complete`` marker is missing (an interrupted or tampered run), or one of
+    whose files is missing or has another size than its manifest says, is regenerated;
+    concurrent calls (e.g. one per rank) are safe.
 
     Args:
         task (str): ``'det'``, ``'seg'`` or ``'cls'``.

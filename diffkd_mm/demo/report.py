@@ -2,11 +2,10 @@
 import json
 import os
 import os.path as osp
-import shutil
 import statistics
 from typing import Dict, List, Optional, Sequence
 
-from ..fileio import atomic_write_text
+from ..fileio import atomic_copy, atomic_write_text, save_figure
 from .settings import DemoSettings, method_title
 
 #: Curves averaged over this many iterations before plotting (the raw ones are noisy).
@@ -45,8 +44,10 @@ def _plot(series: Dict[str, Sequence[float]],
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        save_figure(fig, path)
+    finally:
+        plt.close(fig)
     return True
 
 
@@ -169,7 +170,7 @@ def _pictures(out: str, task: str, runs: Dict[str, dict]) -> List[str]:
             lines += ['### Noise-adapter weight g', '', f'![gate]({name})', '']
         if diffkd.get('picture'):
             name = f'{task}_diffkd_features.png'
-            shutil.copyfile(diffkd['picture'], osp.join(out, name))
+            atomic_copy(diffkd['picture'], osp.join(out, name))
             lines += [
                 '### Student / denoised student / teacher feature maps', '', f'![features]({name})',
                 ''

@@ -3,8 +3,8 @@
 Every model is trained by mmengine's Runner from the configs in ``configs/diffkd/demo/`` on the
 embedded synthetic dataset of its seed, with the same schedule, and evaluated with the stock
 metric (mmdet's ``CocoMetric``, mmseg's ``IoUMetric``). A teacher is trained once per task and
-seed and cached (keyed by everything that defines it). Results are plain records; the report is
-written from them.
+seed and cached (keyed by everything that defines it; a damaged cache is rebuilt). Results are
+plain records; the report is written from them.
 """
 import hashlib
 import json
@@ -18,11 +18,13 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 from ..datasets import ensure_dataset
-from ..engine.checkpoint import CheckpointGuard, load_checkpoint_file, save_checkpoint_atomic
+from ..engine.checkpoint import CheckpointError, CheckpointGuard
+from ..fileio import DiskFullError
 from ..models.losses import DiffKDLoss
 from ..visualization import denoising_figure, record_denoising
 from .report import write_report
 from .settings import TASK_METRICS, DemoSettings, Schedule
+from .teacher_cache import reuse_teacher, set_aside, store_teacher
 
 #: Logged scalars that are not curves worth plotting.
 _NOT_CURVES = ('train/time', 'train/data_time', 'train/lr')
@@ -143,44 +145,49 @@ def _feature_picture(runner: Runner, path: str) -> bool:
     return True
 
 
-def _cache_weights(ckpt: str, cached: str) -> None:
-    """Keep only the weights of a checkpoint this run wrote, atomically.
-
-    The teacher's optimizer state and logs are not needed to distil from it; an interrupted
-    write is never reused (the file appears only complete).
-    """
-    checkpoint = load_checkpoint_file(ckpt)
-    save_checkpoint_atomic(dict(state_dict=checkpoint['state_dict']), cached)
-
-
-def _teacher_key(cfg: Config, sched: Schedule, seed: int, data_dir: str) -> str:
-    defining = dict(
-        model=cfg.model.to_dict(),
-        iters=sched.teacher_iters,
-        seed=seed,
-        data=osp.basename(data_dir),
-        optim=cfg.optim_wrapper.to_dict())
-    return hashlib.sha1(json.dumps(defining, sort_keys=True, default=str).encode()).hexdigest()[:12]
+def _teacher_record(cfg: Config, sched: Schedule, task: str, seed: int, data_dir: str) -> dict:
+    """What defines a teacher (JSON types): its cache key and the settings it is computed from."""
+    defining = json.loads(
+        json.dumps(
+            dict(
+                model=cfg.model.to_dict(),
+                iters=sched.teacher_iters,
+                seed=seed,
+                data=osp.basename(data_dir),
+                optim=cfg.optim_wrapper.to_dict()),
+            sort_keys=True,
+            default=str))
+    key = hashlib.sha1(json.dumps(defining, sort_keys=True).encode()).hexdigest()[:12]
+    return dict(key=key, task=task, definition=defining)
 
 
 def _teacher(settings: DemoSettings, task: str, seed: int, data_dir: str, run_dir: str) -> dict:
-    """Train the teacher of (task, seed), or evaluate its cached weights."""
+    """Train the teacher of (task, seed), or evaluate its cached weights.
+
+    A cached file that cannot be read or does not match is set aside and the teacher retrained
+    (:mod:`.teacher_cache`).
+    """
     sched = settings.schedules[task]
     cfg = build_cfg(
         config_path(settings.config_dir, task, 'teacher'), data_dir, osp.join(run_dir, 'teacher'),
         sched.teacher_iters, seed, settings.log_interval)
-    cached = osp.join(
-        _cache_dir(settings), f'{task}_teacher_{_teacher_key(cfg, sched, seed, data_dir)}.pth')
-    if osp.isfile(cached):
+    record = _teacher_record(cfg, sched, task, seed, data_dir)
+    cached = osp.join(_cache_dir(settings), f'{task}_teacher_{record["key"]}.pth')
+    if reuse_teacher(cached, record):
         print(f'[demo] {task} seed {seed} teacher: reusing {cached}', flush=True)
         cfg.load_from = cached
-        metrics = Runner.from_cfg(cfg).val()
-        return dict(
-            value=_metric(metrics, task), s_per_iter=None, curves={}, cached=True, ckpt=cached)
+        try:
+            metrics = Runner.from_cfg(cfg).val()
+        except CheckpointError as err:  # readable, but not weights of this model
+            set_aside(cached, f'does not fit the teacher model ({str(err).splitlines()[0]})')
+        else:
+            return dict(
+                value=_metric(metrics, task), s_per_iter=None, curves={}, cached=True, ckpt=cached)
     print(
         f'[demo] {task} seed {seed} teacher: training {sched.teacher_iters} iterations', flush=True)
+    cfg.load_from = None
     result = _train(cfg, task)
-    _cache_weights(osp.join(cfg.work_dir, f'iter_{sched.teacher_iters}.pth'), cached)
+    store_teacher(osp.join(cfg.work_dir, f'iter_{sched.teacher_iters}.pth'), cached, record)
     return dict(result, cached=False, ckpt=cached)
 
 
@@ -276,7 +283,17 @@ def run_demo(work_dir: str, settings: Optional[DemoSettings] = None) -> dict:
         for task in settings.tasks:
             for seed in settings.seeds:
                 records += run_task(settings, task, seed, run_dir)
-    paths = write_report(run_dir, settings, records, time.perf_counter() - started)
+    try:
+        paths = write_report(run_dir, settings, records, time.perf_counter() - started)
+    except DiskFullError:
+        # The models are trained: their numbers must not be lost with the report.
+        print('[demo] the report could not be written; the results were:', flush=True)
+        for r in records:
+            print(
+                f'[demo]   {r["task"]} seed {r["seed"]} {r["method"]}: {r["metric"]} '
+                f'{r["value"]:.2f}',
+                flush=True)
+        raise
     return dict(
         run_dir=run_dir,
         **paths,

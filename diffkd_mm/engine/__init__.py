@@ -2,7 +2,8 @@ from .checkpoint import (CheckpointError, CheckpointGuard, MismatchedCheckpointE
                          OfflineCheckpointError, UnreadableCheckpointError, UnsafeCheckpointError,
                          find_resumable_checkpoint, load_checkpoint_file, save_checkpoint_atomic)
 from .distributed import CPUDistributedDataParallel, setup_cpu_distributed
-from .entry import add_launcher_arguments, exit_on_checkpoint_error, load_entry_config
+from .entry import (add_launcher_arguments, exit_on_checkpoint_error, exit_on_full_disk,
+                    load_entry_config)
 from .hooks import TorchRNGStateHook
 from .optim import CPUAmpOptimWrapper
 
@@ -10,6 +11,6 @@ __all__ = [
     'add_launcher_arguments', 'CPUAmpOptimWrapper', 'CPUDistributedDataParallel', 'CheckpointError',
     'CheckpointGuard', 'MismatchedCheckpointError', 'OfflineCheckpointError', 'TorchRNGStateHook',
     'UnreadableCheckpointError', 'UnsafeCheckpointError', 'exit_on_checkpoint_error',
-    'find_resumable_checkpoint', 'load_checkpoint_file', 'load_entry_config',
+    'exit_on_full_disk', 'find_resumable_checkpoint', 'load_checkpoint_file', 'load_entry_config',
     'save_checkpoint_atomic', 'setup_cpu_distributed'
 ]

@@ -6,6 +6,7 @@ passes ``device_ids=[LOCAL_RANK]`` to DDP, which torch rejects for a CPU module.
 reached through ``Runner``; ``setup_cpu_distributed`` handles them from the config, and only when
 no CUDA device exists, so GPU runs go through mmengine unchanged.
 """
+import datetime
 import os
 
 import torch
@@ -27,7 +28,8 @@ def setup_cpu_distributed(cfg) -> bool:
     """Prepare a torchrun launch on a machine without CUDA; a no-op anywhere else.
 
     Initialises the gloo process group from torchrun's environment (mmengine then skips its own,
-    CUDA-only, initialisation) and selects :class:`CPUDistributedDataParallel` as the model
+    CUDA-only, initialisation), with ``env_cfg.dist_cfg.timeout`` (seconds) as the longest wait
+    of a collective when it is set, and selects :class:`CPUDistributedDataParallel` as the model
     wrapper, keeping ``find_unused_parameters`` from the config.
 
     Args:
@@ -39,8 +41,18 @@ def setup_cpu_distributed(cfg) -> bool:
     if cfg.get('launcher', 'none') != 'pytorch' or torch.cuda.is_available():
         return False
     if not dist.is_initialized():
+        kwargs = {}
+        timeout = cfg.get('env_cfg', {}).get('dist_cfg', {}).get('timeout')
+        if timeout is not None:  # as mmengine's init_dist takes it: seconds
+            if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+                raise ValueError('env_cfg.dist_cfg.timeout must be a number of seconds > 0, got '
+                                 f'{timeout!r}')
+            kwargs['timeout'] = datetime.timedelta(seconds=timeout)
         dist.init_process_group(
-            backend='gloo', rank=int(os.environ['RANK']), world_size=int(os.environ['WORLD_SIZE']))
+            backend='gloo',
+            rank=int(os.environ['RANK']),
+            world_size=int(os.environ['WORLD_SIZE']),
+            **kwargs)
     wrapper = cfg.get('model_wrapper_cfg') or {}
     if wrapper.get('type', 'MMDistributedDataParallel') == 'MMDistributedDataParallel':
         cfg.model_wrapper_cfg = dict(

@@ -1,5 +1,5 @@
 """What tools/train.py and tools/test.py share: launcher arguments, loading the config they run,
-checkpoint errors."""
+checkpoint errors and a full disk as one-line exits."""
 import argparse
 import contextlib
 import os.path as osp
@@ -9,6 +9,7 @@ from typing import Iterator, Optional
 
 from mmengine.config import Config
 
+from ..fileio import DiskFullError
 from .checkpoint import CheckpointError
 
 
@@ -65,3 +66,16 @@ def exit_on_checkpoint_error() -> Iterator[None]:
         yield
     except CheckpointError as err:
         sys.exit(re.sub(r'^(class `[^`]+` in [^:]+: )+', '', str(err)))
+
+
+@contextlib.contextmanager
+def exit_on_full_disk(advice: str) -> Iterator[None]:
+    """Turn a :class:`~diffkd_mm.fileio.DiskFullError` of the block into a one-line exit.
+
+    The line names the file, the free space and that the previous file is intact, then
+    ``advice`` (what to do: e.g. how to resume).
+    """
+    try:
+        yield
+    except DiskFullError as err:
+        sys.exit(f'{err}. {advice}')

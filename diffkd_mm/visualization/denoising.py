@@ -4,6 +4,8 @@ from typing import List
 import numpy as np
 import torch
 
+from ..fileio import save_figure
+
 
 @torch.no_grad()
 def record_denoising(algorithm, data: dict, loss_name: str, level: int = 0, seed: int = 0) -> dict:
@@ -168,5 +170,7 @@ def denoising_figure(record: dict, path: str, max_images: int = 4):
             ax.axis('off')
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        save_figure(fig, path)
+    finally:
+        plt.close(fig)

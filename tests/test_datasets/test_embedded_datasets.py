@@ -291,3 +291,66 @@ def test_own_dataset_with_other_arguments_is_replaced(tmp_path):
     assert info['args']['num_train'] == 6
     assert len(os.listdir(data_dir / 'train' / 'circle')) == 2
     assert sorted(os.listdir(tmp_path)) == ['cls']
+
+
+@pytest.mark.parametrize('damage', ['deleted', 'truncated'])
+def test_damaged_dataset_is_regenerated_with_one_warning(tmp_path, monkeypatch, damage):
+    from diffkd_mm.datasets import generate
+    data_dir = ensure_dataset('seg', root=tmp_path, **SMALL)
+    content = read_tree(data_dir)
+    victim = osp.join(data_dir, 'ann_dir', 'val', '000002.png')
+    if damage == 'deleted':
+        os.remove(victim)
+    else:
+        with open(victim, 'r+b') as f:
+            f.truncate(os.path.getsize(victim) // 2)
+    warnings = []
+    monkeypatch.setattr(generate, 'print_log', lambda msg, **kwargs: warnings.append(msg))
+    assert ensure_dataset('seg', root=tmp_path, **SMALL) == data_dir
+    assert read_tree(data_dir) == content  # deterministic per seed: the very same files
+    assert len(warnings) == 1 and '\n' not in warnings[0]
+    assert 'is damaged (ann_dir/val/000002.png' in warnings[0] and data_dir in warnings[0]
+    assert os.listdir(tmp_path) == [osp.basename(data_dir)]  # no temporary folder left
+    # An intact dataset is reused silently, without being rewritten.
+    stamp = os.stat(victim).st_mtime_ns
+    assert ensure_dataset('seg', root=tmp_path, **SMALL) == data_dir
+    assert len(warnings) == 1 and os.stat(victim).st_mtime_ns == stamp
+
+
+def test_manifest_lists_every_file_with_its_size(tmp_path):
+    from diffkd_mm.datasets.generate import manifest_problem
+    data_dir = ensure_dataset('det', root=tmp_path, **SMALL)
+    marker = json.load(open(osp.join(data_dir, '.complete')))
+    on_disk = {rel.replace(os.sep, '/'): len(data) for rel, data in read_tree(data_dir).items()}
+    on_disk.pop('.complete'), on_disk.pop('.diffkd_mm_synthetic')
+    assert marker['files'] == on_disk
+    assert len(on_disk) == SMALL['num_train'] + SMALL['num_val'] + 2  # images + 2 annotation files
+    assert manifest_problem(data_dir, marker) is None
+    # A dataset from before manifests is not trusted: it is generated again.
+    assert 'no file manifest' in manifest_problem(data_dir, dict(marker, files=None))
+    with open(osp.join(data_dir, 'annotations', 'instances_val.json'), 'a') as f:
+        f.write(' ')
+    assert manifest_problem(data_dir, marker).startswith('annotations/instances_val.json has')
+
+
+def test_full_disk_during_generation_is_one_clear_error(tmp_path, monkeypatch):
+    import builtins
+    import errno
+
+    from diffkd_mm.fileio import DiskFullError
+    calls = []
+
+    def filling_open(path, mode='r', *args, **kwargs):
+        if 'w' in mode and str(path).endswith('.png'):
+            calls.append(path)
+            if len(calls) == 5:
+                raise OSError(errno.ENOSPC, 'No space left on device', str(path))
+        return builtins.open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(formats, 'open', filling_open, raising=False)
+    with pytest.raises(DiskFullError) as info:
+        ensure_dataset('det', root=tmp_path, **SMALL)
+    text = str(info.value)
+    assert '\n' not in text
+    assert text.startswith(f'no space left on device while writing {tmp_path}{os.sep}det_')
+    assert os.listdir(tmp_path) == []  # no temporary folder left

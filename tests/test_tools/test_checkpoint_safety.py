@@ -1,8 +1,9 @@
 """Checkpoints that cannot hurt, through the tools as a user runs them: a malicious checkpoint is
 refused everywhere and its payload never runs; our own and zoo-shaped checkpoints load without
 the opt-in; a checkpoint of another model stops tools/test.py; a run killed with SIGKILL (also
-in the middle of a save) and resumed ends with the uninterrupted run's weights; a truncated last
-checkpoint is skipped on resume; a failed download names the config key."""
+in the middle of a save) and resumed ends with the uninterrupted run's weights; a full disk
+during a save stops the run with one line and it resumes; a truncated last checkpoint is skipped
+on resume; a failed download names the config key."""
 import os
 import os.path as osp
 import random
@@ -180,7 +181,7 @@ def test_own_checkpoints_load_without_opt_in(setup, full_run, tmp_path):
     """tools/train.py's checkpoints (message hub, numpy, RNG state), the exporter's and the demo
     cache's load with weights_only; torch's bare allow-list refuses the first (the test is not
     vacuous)."""
-    from diffkd_mm.demo.runner import _cache_weights
+    from diffkd_mm.demo.teacher_cache import META_KEY, reuse_teacher, store_teacher
     ckpt = full_run / f'iter_{MAX_ITERS}.pth'
     with pytest.raises(Exception, match='Weights only load failed'):
         torch.load(ckpt, weights_only=True)
@@ -194,8 +195,10 @@ def test_own_checkpoints_load_without_opt_in(setup, full_run, tmp_path):
     assert code == 0, log
     assert load_checkpoint_file(str(student), trust=False)['state_dict']
     cached = tmp_path / 'cache' / 'teacher.pth'
-    _cache_weights(str(ckpt), str(cached))
-    assert set(load_checkpoint_file(str(cached), trust=False)) == {'state_dict'}
+    record = dict(key='abc', task='seg', definition=dict(iters=MAX_ITERS))
+    store_teacher(str(ckpt), str(cached), record)
+    assert load_checkpoint_file(str(cached), trust=False)['meta'] == {META_KEY: record}
+    assert reuse_teacher(str(cached), record)
 
 
 def _zoo_shaped(model, legacy):
@@ -408,6 +411,54 @@ def test_truncated_last_checkpoint_is_skipped_on_resume(setup, full_run, tmp_pat
     full, cut = _final_weights(full_run), _final_weights(work)
     for name, value in full.items():
         torch.testing.assert_close(cut[name], value, rtol=0, atol=1e-5, msg=name)
+
+
+# A driver that runs tools/train.py with the disk full for one checkpoint file (ENOSPC once its
+# first kilobyte is written, through torch.save as on a real full disk).
+FULL_DISK_DRIVER = """
+import runpy, sys
+from diffkd_mm.testing import simulated_full_disk
+with simulated_full_disk(sys.argv[1]):
+    sys.argv = sys.argv[2:]
+    runpy.run_path(sys.argv[0], run_name='__main__')
+"""
+
+
+@pytest.mark.slow
+def test_full_disk_during_a_save_stops_with_one_line_then_resumes(setup, full_run, tmp_path):
+    """ENOSPC while saving iter_6.pth: one line naming the file and the free space, iter_5.pth
+    intact, nothing partial left; --resume then ends with the uninterrupted run's weights.
+    With max_keep_ckpts=1, as in the demo configs: mmengine would delete iter_5.pth before
+    saving iter_6.pth, leaving nothing to resume from; the guard deletes it only after."""
+    work = tmp_path / 'work'
+    driver = tmp_path / 'driver.py'
+    driver.write_text(FULL_DISK_DRIVER)
+    keep_one = ['--cfg-options', 'default_hooks.checkpoint.max_keep_ckpts=1']
+    out = subprocess.run(
+        [sys.executable, driver, 'iter_6.pth', TRAIN, setup['cfg'], '--work-dir', work, *keep_one],
+        capture_output=True,
+        text=True,
+        timeout=600)
+    assert out.returncode == 1, out.stdout[-3000:] + out.stderr[-3000:]
+    assert 'Traceback' not in out.stderr
+    line = out.stderr.strip().splitlines()[-1]
+    assert line.startswith(f'no space left on device while writing {work / "iter_6.pth"} (')
+    assert f'free in {work}); no partial file was left. Free some space, then run the same ' \
+        'command with --resume' in line
+    assert sorted(p.name for p in work.glob('*.pth')) == ['iter_5.pth']
+    assert not list(work.glob('.*.tmp'))
+    assert open(work / 'last_checkpoint').read().strip().endswith('iter_5.pth')
+    kept = load_checkpoint_file(str(work / 'iter_5.pth'))['state_dict']
+    for name, value in load_checkpoint_file(str(full_run / 'iter_5.pth'))['state_dict'].items():
+        torch.testing.assert_close(kept[name], value, rtol=0, atol=1e-5, msg=name)
+    code, log = run([TRAIN, setup['cfg'], '--work-dir', work, '--resume', *keep_one])
+    assert code == 0, log[-3000:]
+    assert f'Load checkpoint from {work / "iter_5.pth"}' in log
+    assert sorted(p.name for p in work.glob('*.pth')) == [f'iter_{MAX_ITERS}.pth']
+    full, resumed = _final_weights(full_run), _final_weights(work)
+    assert list(full) == list(resumed)
+    for name, value in full.items():
+        torch.testing.assert_close(resumed[name], value, rtol=0, atol=1e-5, msg=name)
 
 
 @pytest.mark.parametrize('key,option', [

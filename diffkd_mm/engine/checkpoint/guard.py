@@ -37,7 +37,10 @@ class CheckpointGuard:
       :class:`MismatchedCheckpointError`;
     * a failed download raises :class:`OfflineCheckpointError` with the config key, the URL and
       the cache path;
-    * mmengine's ``save_checkpoint`` writes local files with :func:`save_checkpoint_atomic`.
+    * mmengine's ``save_checkpoint`` writes local files with :func:`save_checkpoint_atomic`;
+    * the checkpoint that ``CheckpointHook(max_keep_ckpts=N)`` drops is removed only once the new
+      one is saved: mmengine removes it first, so a kill or a full disk during the save of the
+      new one would leave no checkpoint at all with ``max_keep_ckpts=1``.
 
     All errors are :class:`CheckpointError`; entry points turn them into a one-line exit.
 
@@ -70,6 +73,7 @@ class CheckpointGuard:
     def __enter__(self) -> 'CheckpointGuard':
         import mmengine.runner
         import mmengine.runner.checkpoint as ckpt_mod
+        from mmengine.hooks import CheckpointHook
         import mmengine.runner.runner as runner_mod
         stack = contextlib.ExitStack()
         original_load = torch.load
@@ -120,7 +124,21 @@ class CheckpointGuard:
                 return original_save(checkpoint, filename, file_client_args, backend_args)
             save_checkpoint_atomic(checkpoint, filename)
 
+        original_save_with_step = CheckpointHook._save_checkpoint_with_step
+
+        def remove_old_after_save(hook, runner, step, meta):
+            backend, doomed = hook.file_backend, []
+            # Instance attributes shadow the backend's methods for this call only.
+            backend.remove = backend.rmtree = doomed.append
+            try:
+                original_save_with_step(hook, runner, step, meta)
+            finally:
+                del backend.remove, backend.rmtree
+            for path in doomed:  # reached only when the new checkpoint is saved
+                (backend.rmtree if backend.isdir(path) else backend.remove)(path)
+
         swaps = (
+            (CheckpointHook, '_save_checkpoint_with_step', remove_old_after_save),
             (torch, 'load', guarded_load),
             (ckpt_mod.CheckpointLoader, 'load_checkpoint', classmethod(tracked_loader)),
             (ckpt_mod, 'load_state_dict', checked_load_state_dict),

@@ -1,0 +1,105 @@
+"""The main job's teacher cache: weights and what defines them in one file, healed on reuse.
+
+A cached teacher is one checkpoint, ``dict(state_dict=..., meta=dict(demo_teacher=...))``: the
+weights and the record of what produced them (the cache key and the settings it was computed
+from) are written together, atomically, so neither can exist without the other. The cache is the
+main job's own: a file that cannot be read, or whose stored key or settings are not the ones this
+run asks for, is set aside (renamed next to it, never deleted) with a one-line warning, and the
+teacher is trained again. A user never has to find and delete a cache file by hand.
+"""
+import logging
+import os
+import os.path as osp
+import time
+from typing import Optional
+
+from mmengine.logging import print_log
+
+from ..engine.checkpoint import CheckpointError, load_checkpoint_file, save_checkpoint_atomic
+
+#: Key of the teacher's record in the checkpoint's ``meta``.
+META_KEY = 'demo_teacher'
+
+
+def set_aside(path: str, reason: str) -> Optional[str]:
+    """Rename a damaged or stale cache file to ``<path>.bad-<time>[-n]`` and warn in one line.
+
+    Args:
+        path (str): The cache file.
+        reason (str): Why it cannot be used, for the warning.
+
+    Returns:
+        str or None: The new name; None if the file was gone already (a concurrent run set it
+        aside first).
+    """
+    stamp = time.strftime('%Y%m%d-%H%M%S')
+    for n in range(100):
+        aside = f'{path}.bad-{stamp}' + (f'-{n}' if n else '')
+        if osp.lexists(aside):
+            continue
+        try:
+            os.rename(path, aside)
+        except FileNotFoundError:
+            return None
+        print_log(
+            f'[demo] cached teacher {path} {reason}: set aside as {osp.basename(aside)}, '
+            'training the teacher again',
+            logger='current',
+            level=logging.WARNING)
+        return aside
+    raise FileExistsError(f'{path}: 100 set-aside copies from this second already exist')
+
+
+def _problem(path: str, record: dict) -> Optional[str]:
+    """Why the cache file ``path`` cannot stand for ``record``, or None if it can."""
+    try:
+        checkpoint = load_checkpoint_file(path)
+    except CheckpointError as err:
+        return f'cannot be read ({str(err).split(": ", 1)[-1]})'
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get('state_dict'), dict):
+        return 'holds no state_dict'
+    stored = (checkpoint.get('meta') or {}).get(META_KEY)
+    if not isinstance(stored, dict):
+        return 'has no record of what it was trained with (written by an older diffkd_mm)'
+    if stored.get('key') != record['key']:
+        return f'was stored under key {stored.get("key")!r}, not {record["key"]!r}'
+    differ = sorted(k for k in record if stored.get(k) != record[k])
+    if differ:
+        return f'was trained with other settings ({", ".join(differ)})'
+    return None
+
+
+def reuse_teacher(path: str, record: dict) -> bool:
+    """Whether ``path`` holds the teacher ``record`` describes; a file that does not is set aside.
+
+    Args:
+        path (str): The cache file (it need not exist).
+        record (dict): What defines the teacher: ``key`` (the cache key, also in the file name)
+            and the plain settings it was computed from (JSON types).
+
+    Returns:
+        bool: True if the cached weights can be used; False if the teacher must be trained (no
+        file, or a file that was set aside).
+    """
+    if not osp.isfile(path):
+        return False
+    problem = _problem(path, record)
+    if problem is None:
+        return True
+    set_aside(path, problem)
+    return False
+
+
+def store_teacher(checkpoint_file: str, path: str, record: dict) -> None:
+    """Keep the weights of a checkpoint this run wrote, with ``record``, in one atomic write.
+
+    The teacher's optimizer state and logs are not needed to distil from it. The file appears
+    only complete (see :func:`save_checkpoint_atomic`).
+
+    Args:
+        checkpoint_file (str): The training run's checkpoint.
+        path (str): The cache file to write.
+        record (dict): As for :func:`reuse_teacher`.
+    """
+    state_dict = load_checkpoint_file(checkpoint_file)['state_dict']
+    save_checkpoint_atomic(dict(state_dict=state_dict, meta={META_KEY: dict(record)}), path)

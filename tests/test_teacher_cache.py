@@ -1,0 +1,123 @@
+"""The main job's teacher cache heals itself: a file that cannot be read, or that was made for
+another teacher, is set aside (renamed, not deleted) with one warning line and retrained."""
+import os
+import os.path as osp
+from pathlib import Path
+
+import pytest
+import torch
+
+from diffkd_mm.demo import teacher_cache
+from diffkd_mm.demo.teacher_cache import META_KEY, reuse_teacher, set_aside, store_teacher
+from diffkd_mm.engine import load_checkpoint_file, save_checkpoint_atomic
+
+RECORD = dict(key='0123abcd', task='seg', definition=dict(iters=20, seed=0, data='seg_x'))
+
+
+@pytest.fixture
+def warnings(monkeypatch):
+    said = []
+    monkeypatch.setattr(teacher_cache, 'print_log', lambda msg, **kwargs: said.append(msg))
+    return said
+
+
+@pytest.fixture
+def cached(tmp_path):
+    """A cache file stored from a training checkpoint, as the main job stores its teachers."""
+    run_ckpt = tmp_path / 'iter_20.pth'
+    torch.save(
+        dict(state_dict=dict(w=torch.arange(6.)), optimizer=dict(lr=0.1), meta=dict(iter=20)),
+        run_ckpt)
+    path = tmp_path / 'cache' / f'seg_teacher_{RECORD["key"]}.pth'
+    store_teacher(str(run_ckpt), str(path), RECORD)
+    return path
+
+
+def test_stored_teacher_holds_weights_and_record_only(cached, warnings):
+    loaded = load_checkpoint_file(str(cached))
+    assert set(loaded) == {'state_dict', 'meta'} and loaded['meta'] == {META_KEY: RECORD}
+    assert torch.equal(loaded['state_dict']['w'], torch.arange(6.))
+    assert reuse_teacher(str(cached), RECORD) and warnings == []
+    assert not reuse_teacher(str(cached.parent / 'absent.pth'), RECORD) and warnings == []
+    # Written atomically: no temporary file is left beside it.
+    assert os.listdir(cached.parent) == [cached.name]
+
+
+def _cut_in_half(path):
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2])
+    return data[:len(data) // 2]
+
+
+def _rewrite(path, **changes):
+    checkpoint = load_checkpoint_file(str(path))
+    checkpoint.update(changes)
+    save_checkpoint_atomic(checkpoint, str(path))
+
+
+@pytest.mark.parametrize(
+    'damage, reason',
+    [(_cut_in_half, 'cannot be read (not a readable checkpoint'),
+     (lambda p: p.write_bytes(b''), 'cannot be read'),
+     (lambda p: _rewrite(p, meta={}), 'has no record of what it was trained with'),
+     (lambda p: _rewrite(p, meta={META_KEY: dict(RECORD, key='ffff0000')}),
+      "was stored under key 'ffff0000', not '0123abcd'"),
+     (lambda p: _rewrite(p, meta={META_KEY: dict(RECORD, definition=dict(iters=10))}),
+      'was trained with other settings (definition)'),
+     (lambda p: torch.save([1, 2], p), 'holds no state_dict')],
+    ids=['cut-in-half', 'empty', 'older-format', 'other-key', 'other-settings', 'not-a-dict'])
+def test_unusable_cache_is_set_aside_with_one_line(cached, warnings, damage, reason):
+    damage(cached)
+    before = cached.read_bytes()
+    assert not reuse_teacher(str(cached), RECORD)
+    assert not cached.exists()  # to be retrained and stored again under the same name
+    aside = [f for f in os.listdir(cached.parent) if f.startswith(cached.name + '.bad-')]
+    assert len(aside) == 1 and (cached.parent / aside[0]).read_bytes() == before  # kept intact
+    assert len(warnings) == 1 and '\n' not in warnings[0], warnings
+    assert reason in warnings[0] and str(cached) in warnings[0] and aside[0] in warnings[0]
+    assert 'training the teacher again' in warnings[0]
+
+
+def test_set_aside_never_overwrites_and_tolerates_a_concurrent_run(cached, warnings):
+    first = set_aside(str(cached), 'is stale')
+    cached.write_bytes(b'second')
+    second = set_aside(str(cached), 'is stale')
+    assert first != second and open(first, 'rb').read() != b'second'
+    assert open(second, 'rb').read() == b'second'
+    assert set_aside(str(cached), 'is stale') is None  # another run moved it first
+    assert len(warnings) == 2
+
+
+@pytest.mark.slow
+def test_main_job_retrains_a_cut_teacher_and_reuses_the_new_one(tmp_path, warnings):
+    """The main job's own path: a cached teacher cut in half, or holding another model's
+    weights, does not stop it; the retrained one is reused."""
+    from diffkd_mm.datasets import ensure_dataset
+    from diffkd_mm.demo import QUICK_SCHEDULES, DemoSettings, check_configs
+    from diffkd_mm.demo.runner import _teacher
+    from diffkd_mm.engine import CheckpointGuard
+    settings = DemoSettings(
+        tasks=('seg', ), schedules=QUICK_SCHEDULES, cache_dir=str(tmp_path / 'cache'))
+    check_configs(settings)
+    sched = settings.schedules['seg']
+    data = ensure_dataset(
+        'seg', root=tmp_path / 'data', num_train=sched.num_train, num_val=sched.num_val)
+    with CheckpointGuard():
+        first = _teacher(settings, 'seg', 0, data, str(tmp_path / 'run1'))
+        assert not first['cached'] and warnings == []
+        _cut_in_half(Path(first['ckpt']))
+        second = _teacher(settings, 'seg', 0, data, str(tmp_path / 'run2'))
+        assert not second['cached'] and second['ckpt'] == first['ckpt']
+        assert len(warnings) == 1 and 'cannot be read' in warnings[0]
+        # Readable, with the right record, but weights of another model: found when loaded.
+        save_checkpoint_atomic(
+            dict(
+                state_dict=dict(w=torch.zeros(3)),
+                meta=load_checkpoint_file(second['ckpt'])['meta']), second['ckpt'])
+        third = _teacher(settings, 'seg', 0, data, str(tmp_path / 'run3'))
+        assert not third['cached'] and len(warnings) == 2
+        assert 'does not fit the teacher model' in warnings[1] and '\n' not in warnings[1]
+        fourth = _teacher(settings, 'seg', 0, data, str(tmp_path / 'run4'))
+    assert fourth['cached'] and fourth['value'] == pytest.approx(third['value'])
+    assert len(warnings) == 2
+    assert [f for f in os.listdir(osp.dirname(first['ckpt'])) if '.bad-' in f]
