@@ -73,8 +73,8 @@ class CheckpointGuard:
     def __enter__(self) -> 'CheckpointGuard':
         import mmengine.runner
         import mmengine.runner.checkpoint as ckpt_mod
-        from mmengine.hooks import CheckpointHook
         import mmengine.runner.runner as runner_mod
+        from mmengine.hooks import CheckpointHook
         stack = contextlib.ExitStack()
         original_load = torch.load
         original_loader = ckpt_mod.CheckpointLoader.load_checkpoint.__func__
