@@ -55,7 +55,8 @@ def _problem(path: str, record: dict) -> Optional[str]:
     try:
         checkpoint = load_checkpoint_file(path)
     except CheckpointError as err:
-        return f'cannot be read ({str(err).split(": ", 1)[-1]})'
+        # the error's text after the file name, up to its advice
+        return f'cannot be read ({str(err).split(": ", 1)[-1].split("; ")[0]})'
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get('state_dict'), dict):
         return 'holds no state_dict'
     stored = (checkpoint.get('meta') or {}).get(META_KEY)
