@@ -58,14 +58,18 @@ def _free_space(folder: str) -> str:
 def _no_space_cause(err: BaseException) -> Optional[OSError]:
     """The ENOSPC/EDQUOT ``OSError`` behind ``err``, if any.
 
-    Writers wrap the error of the failed ``write``: ``torch.save`` raises a RuntimeError
-    ("unexpected pos") whose context is the OSError; the chain is followed to find it.
+    Writers wrap the error of the failed ``write``: ``torch.save`` (2.14) raises a RuntimeError
+    ("unexpected pos") whose context is the OSError, so the chain is followed; a wrapper that
+    kept only the OSError's text is recognised by it.
     """
     seen = set()
     while err is not None and id(err) not in seen:
         seen.add(id(err))
         if isinstance(err, OSError) and err.errno in _NO_SPACE:
             return err
+        for code in _NO_SPACE:
+            if os.strerror(code) in str(err):
+                return OSError(code, os.strerror(code))
         err = err.__cause__ or err.__context__
     return None
 

@@ -44,8 +44,8 @@ def test_checkpoint_save_on_a_full_disk_through_torch(tmp_path):
     with simulated_full_disk('iter_6.pth', budget=700):
         with pytest.raises(DiskFullError) as info:
             save_checkpoint_atomic(dict(state_dict=dict(w=torch.randn(10000))), path)
-    # torch.save reports the failed write as a RuntimeError whose context is the ENOSPC
-    assert isinstance(info.value.__cause__, RuntimeError)
+    # whatever torch wraps the failed write in (torch 2.14: a RuntimeError whose context is it)
+    assert info.value.__cause__ is not None
     _check_one_line(info.value, path, kept=False)
     assert _only(tmp_path) == ['iter_3.pth']
     assert torch.equal(
@@ -67,6 +67,15 @@ def test_figure_and_copy_on_a_full_disk(tmp_path):
             atomic_copy(str(tmp_path / 'a.png'), str(tmp_path / 'b.png'))
     plt.close(fig)
     assert _only(tmp_path) == ['a.png']
+
+
+def test_wrapped_text_of_a_full_disk_is_recognised(tmp_path):
+    path = str(tmp_path / 'x.txt')
+    with pytest.raises(DiskFullError):
+        with atomic_open(path) as f:
+            f.write('a')
+            raise RuntimeError('write failed: [Errno 28] No space left on device')
+    assert _only(tmp_path) == []
 
 
 def test_other_errors_pass_unchanged(tmp_path):

@@ -92,6 +92,8 @@ def test_set_aside_never_overwrites_and_tolerates_a_concurrent_run(cached, warni
 def test_main_job_retrains_a_cut_teacher_and_reuses_the_new_one(tmp_path, warnings):
     """The main job's own path: a cached teacher cut in half, or holding another model's
     weights, does not stop it; the retrained one is reused."""
+    from mmengine.registry import DefaultScope
+
     from diffkd_mm.datasets import ensure_dataset
     from diffkd_mm.demo import QUICK_SCHEDULES, DemoSettings, check_configs
     from diffkd_mm.demo.runner import _teacher
@@ -102,7 +104,8 @@ def test_main_job_retrains_a_cut_teacher_and_reuses_the_new_one(tmp_path, warnin
     sched = settings.schedules['seg']
     data = ensure_dataset(
         'seg', root=tmp_path / 'data', num_train=sched.num_train, num_val=sched.num_val)
-    with CheckpointGuard():
+    # The Runners set mmengine's default scope for the process: restore it for later tests.
+    with DefaultScope.overwrite_default_scope('mmseg'), CheckpointGuard():
         first = _teacher(settings, 'seg', 0, data, str(tmp_path / 'run1'))
         assert not first['cached'] and warnings == []
         _cut_in_half(Path(first['ckpt']))
