@@ -27,6 +27,10 @@ def _run(tmp_path, *args):
     ]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1500)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    # A tool's output, not a log: a line per run, the table; the runs' output is in their folders
+    printed = (out.stdout + out.stderr).count('\n')
+    if '--verbose' not in args:
+        assert printed <= 150, f'{printed} lines:\n' + out.stdout[-3000:] + out.stderr[-3000:]
     return out.stdout
 
 
@@ -57,9 +61,23 @@ def test_quick_demo_runs_both_tasks_and_writes_report_and_records(tmp_path):
         assert r['s_per_iter'] > 0, r  # every model of this run was trained, none cached
     assert '| Student + DiffKD |' in md and '| Student + PKD |' in md and '± ' in md
     assert '## det' in md and '## seg' in md and '![' in md
+    # One progress line per run, ended with its metric; each run's full output in its folder.
+    run_dir = osp.dirname(report_dir)
+    for task in ('det', 'seg'):
+        metric = dict(det='mAP', seg='mIoU')[task]
+        for method in METHODS:
+            finished = [
+                line for line in stdout.splitlines()
+                if line.startswith(f'[demo] {task} seed 1 {method} ') and f' {metric} ' in line
+            ]
+            assert len(finished) == 1, (task, method, stdout)
+            log = open(osp.join(run_dir, f'{task}_seed1', method, 'console.log')).read()
+            assert 'Iter(train)' in log and 'Saving checkpoint' in log
+    assert 'Iter(train)' not in stdout
     # The teachers are cached: a second run reuses them and trains no teacher.
-    again = _run(tmp_path, '--task', 'seg', '--methods', 'student')
+    again = _run(tmp_path, '--task', 'seg', '--methods', 'student', '--verbose')
     assert '[demo] seg seed 0 teacher: reusing' in again and 'teacher: training' not in again
+    assert 'Iter(train)' in again  # --verbose streams the runs' output
     assert len(os.listdir(tmp_path / 'work')) == 2  # a new folder per run: nothing overwritten
 
 

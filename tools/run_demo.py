@@ -57,6 +57,11 @@ def parse_args(argv=None):
         '--quick',
         action='store_true',
         help='a smoke run of the whole flow: a few iterations on a few images')
+    p.add_argument(
+        '--verbose',
+        action='store_true',
+        help='stream every run\'s full output (configs, every logged iteration); by default '
+        'each run shows one progress line and keeps its output in console.log in its folder')
     return p.parse_args(argv)
 
 
@@ -83,7 +88,7 @@ def main(argv=None) -> int:
     except (ValueError, FileNotFoundError) as err:
         sys.exit(f'run_demo.py: {err}')
     try:
-        out = run_demo(args.work_dir, settings)
+        out = run_demo(args.work_dir, settings, verbose=args.verbose)
     except DiskFullError as err:
         sys.exit(f'run_demo.py: {err}. Free some space and run again: the data and the teachers '
                  'cached so far are reused.')

@@ -63,15 +63,28 @@ phase "mmcv $MMCV_VERSION (compiled ops)"
 if "$PY" -c "import mmcv, mmcv.ops; assert mmcv.__version__ == '$MMCV_VERSION'" 2>/dev/null; then
   echo "[setup] mmcv $MMCV_VERSION with ops already installed"
 else
-  # A cached wheel that is not a sound zip (cut short by a kill or a full disk) is set aside,
-  # renamed, and built again: the cache is ours to heal.
+  # A cached wheel that is not a sound zip (cut short by a kill or a full disk), or whose compiled
+  # ops do not load against this torch (built against another one), is set aside, renamed, and
+  # built again: the cache is ours to heal.
   for wheel in "$WHEELHOUSE"/mmcv-"$MMCV_VERSION"-*.whl; do
     [ -e "$wheel" ] || continue
-    if ! "$PY" -c 'import sys, zipfile; sys.exit(zipfile.ZipFile(sys.argv[1]).testzip() is not None)' \
-        "$wheel" 2>/dev/null; then
+    if ! problem=$("$PY" - "$wheel" 2>&1 <<'CHECK'
+import importlib.util, sys, tempfile, zipfile
+import torch  # noqa: F401  (the ops link against this torch's libraries)
+with zipfile.ZipFile(sys.argv[1]) as wheel:
+    if wheel.testzip() is not None:
+        sys.exit('a damaged file in the zip')
+    ext = [n for n in wheel.namelist() if n.startswith('mmcv/_ext') and n.endswith('.so')]
+    if not ext:
+        sys.exit('no compiled ops (mmcv/_ext*.so)')
+    path = wheel.extract(ext[0], tempfile.mkdtemp())
+spec = importlib.util.spec_from_file_location('mmcv._ext', path)
+importlib.util.module_from_spec(spec)  # loads the library: a symbol of another torch fails here
+CHECK
+    ); then
       aside="$wheel.bad-$(date +%Y%m%d-%H%M%S)"
       mv "$wheel" "$aside"
-      echo "[setup] WARNING: cached wheel $wheel is damaged: set aside as $(basename "$aside"), building it again"
+      echo "[setup] WARNING: cached wheel $wheel is unusable ($(echo "$problem" | tail -n 1 | cut -c1-160)): set aside as $(basename "$aside"), building it again"
     fi
   done
   if ! ls "$WHEELHOUSE"/mmcv-"$MMCV_VERSION"-*.whl >/dev/null 2>&1; then
@@ -102,8 +115,10 @@ WRAP
     # leaves a partial wheel where the next run would take it.
     BUILD_OUT="$(mktemp -d "$WHEELHOUSE/.build-XXXXXX")"
     set +e
+    # --no-cache-dir: pip's own wheel cache is keyed by the sdist alone and would hand back a
+    # wheel built against another torch.
     CXX="$BUILD_CXX" MMCV_WITH_OPS=1 FORCE_CUDA=0 MAX_JOBS="${MAX_JOBS:-$(nproc)}" \
-      "${PIP[@]}" wheel -v --no-build-isolation --no-deps "mmcv==$MMCV_VERSION" -w "$BUILD_OUT" \
+      "${PIP[@]}" wheel -v --no-cache-dir --no-build-isolation --no-deps "mmcv==$MMCV_VERSION" -w "$BUILD_OUT" \
       2>&1 | tee "$BUILD_LOG" | grep --line-buffered -oE '^\s*\[[0-9]+/[0-9]+\]' | sed -u 's/^ */[setup]   mmcv compile /'
     status=${PIPESTATUS[0]}
     set -e

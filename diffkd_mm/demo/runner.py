@@ -22,6 +22,7 @@ from ..engine.checkpoint import CheckpointError, CheckpointGuard
 from ..fileio import DiskFullError
 from ..models.losses import DiffKDLoss
 from ..visualization import denoising_figure, record_denoising
+from .console import Console
 from .report import write_report
 from .settings import TASK_METRICS, DemoSettings, Schedule
 from .teacher_cache import reuse_teacher, set_aside, store_teacher
@@ -105,32 +106,39 @@ def _metric(metrics: Dict[str, float], task: str) -> float:
     return float(metrics[key]) * scale
 
 
-def _train(cfg: Config, task: str, picture: Optional[str] = None) -> dict:
+def _train(cfg: Config,
+           task: str,
+           console: Console,
+           title: str,
+           picture: Optional[str] = None) -> dict:
     """Train, validate at the end; return the metric, seconds per iteration and the curves.
 
-    With ``picture``, the DiffKD feature maps of a validation batch are drawn there while the
-    trained model is at hand.
+    The run's output goes to ``<work_dir>/console.log`` (besides mmengine's own log and config
+    there); the terminal shows one progress line, ended with the metric. With ``picture``, the
+    DiffKD feature maps of a validation batch are drawn there while the trained model is at hand.
     """
-    runner = Runner.from_cfg(cfg)
-    runner.train()
-    hub = runner.message_hub
-    times = hub.get_scalar('train/time').data[0]
-    skip = min(5, len(times) - 1)  # the first iterations include warm-up
-    curves = {
-        key[len('train/'):]: buf.data[0].tolist()
-        for key, buf in hub.log_scalars.items()
-        if key.startswith('train/') and key not in _NOT_CURVES
-    }
-    _, key, _ = TASK_METRICS[task]
-    logged = hub.log_scalars.get(f'val/{key}')
-    if logged is None:  # CocoMetric logs nothing for a detector that detected nothing
-        print(
-            f'[demo] {cfg.work_dir}: no val/{key} was logged (no detections): counted as 0',
-            flush=True)
-    value = 0.0 if logged is None else _metric({key: logged.current()}, task)
-    result = dict(value=value, s_per_iter=float(np.median(times[skip:])), curves=curves)
-    if picture is not None and _feature_picture(runner, picture):
-        result['picture'] = picture
+    progress = console.progress(title, cfg.train_cfg.max_iters)
+    with console.quiet(osp.join(cfg.work_dir, 'console.log'), title):
+        runner = Runner.from_cfg(cfg)
+        runner.register_hook(progress)
+        runner.train()
+        hub = runner.message_hub
+        times = hub.get_scalar('train/time').data[0]
+        skip = min(5, len(times) - 1)  # the first iterations include warm-up
+        curves = {
+            key[len('train/'):]: buf.data[0].tolist()
+            for key, buf in hub.log_scalars.items()
+            if key.startswith('train/') and key not in _NOT_CURVES
+        }
+        name, key, _ = TASK_METRICS[task]
+        logged = hub.log_scalars.get(f'val/{key}')
+        value = 0.0 if logged is None else _metric({key: logged.current()}, task)
+        result = dict(value=value, s_per_iter=float(np.median(times[skip:])), curves=curves)
+        if picture is not None and _feature_picture(runner, picture):
+            result['picture'] = picture
+    # CocoMetric logs nothing for a detector that detected nothing
+    progress.finish(f'{name} {value:.2f}'
+                    if logged is not None else f'{name} 0 (no val/{key} was logged: no detections)')
     return result
 
 
@@ -161,7 +169,8 @@ def _teacher_record(cfg: Config, sched: Schedule, task: str, seed: int, data_dir
     return dict(key=key, task=task, definition=defining)
 
 
-def _teacher(settings: DemoSettings, task: str, seed: int, data_dir: str, run_dir: str) -> dict:
+def _teacher(settings: DemoSettings, task: str, seed: int, data_dir: str, run_dir: str,
+             console: Console) -> dict:
     """Train the teacher of (task, seed), or evaluate its cached weights.
 
     A cached file that cannot be read or does not match is set aside and the teacher retrained
@@ -173,38 +182,47 @@ def _teacher(settings: DemoSettings, task: str, seed: int, data_dir: str, run_di
         sched.teacher_iters, seed, settings.log_interval)
     record = _teacher_record(cfg, sched, task, seed, data_dir)
     cached = osp.join(_cache_dir(settings), f'{task}_teacher_{record["key"]}.pth')
+    title = f'{task} seed {seed} teacher'
     if reuse_teacher(cached, record):
-        print(f'[demo] {task} seed {seed} teacher: reusing {cached}', flush=True)
         cfg.load_from = cached
         try:
-            metrics = Runner.from_cfg(cfg).val()
+            with console.quiet(osp.join(cfg.work_dir, 'console.log'), title):
+                metrics = Runner.from_cfg(cfg).val()
         except CheckpointError as err:  # readable, but not weights of this model
             set_aside(cached, f'does not fit the teacher model ({str(err).splitlines()[0]})')
         else:
-            return dict(
-                value=_metric(metrics, task), s_per_iter=None, curves={}, cached=True, ckpt=cached)
-    print(
-        f'[demo] {task} seed {seed} teacher: training {sched.teacher_iters} iterations', flush=True)
+            value = _metric(metrics, task)
+            console.say(f'[demo] {title}: reusing {cached}: {TASK_METRICS[task][0]} {value:.2f}')
+            return dict(value=value, s_per_iter=None, curves={}, cached=True, ckpt=cached)
+    console.say(f'[demo] {title}: training {sched.teacher_iters} iterations')
     cfg.load_from = None
-    result = _train(cfg, task)
+    result = _train(cfg, task, console, title)
     store_teacher(osp.join(cfg.work_dir, f'iter_{sched.teacher_iters}.pth'), cached, record)
     return dict(result, cached=False, ckpt=cached)
 
 
-def run_task(settings: DemoSettings, task: str, seed: int, run_dir: str) -> List[dict]:
+def run_task(settings: DemoSettings,
+             task: str,
+             seed: int,
+             run_dir: str,
+             console: Optional[Console] = None) -> List[dict]:
     """Teacher and every student of one task and seed.
+
+    ``console`` (see :class:`Console`) decides what reaches the terminal; without it, every
+    run's full output does.
 
     Returns:
         list[dict]: One record per model: ``task``, ``seed``, ``method``, ``metric`` (its
         name), ``value`` (percent), ``s_per_iter`` (None for a cached teacher), ``curves``
         (logged scalars per iteration), and ``picture`` for DiffKD students.
     """
+    console = console or Console(verbose=True)
     sched = settings.schedules[task]
     data_dir = ensure_dataset(task, num_train=sched.num_train, num_val=sched.num_val, seed=seed)
-    print(f'[demo] {task} seed {seed} dataset: {data_dir}', flush=True)
+    console.say(f'[demo] {task} seed {seed} dataset: {data_dir}')
     task_dir = osp.join(run_dir, f'{task}_seed{seed}')
     name = TASK_METRICS[task][0]
-    teacher = _teacher(settings, task, seed, data_dir, task_dir)
+    teacher = _teacher(settings, task, seed, data_dir, task_dir, console)
     records = [
         dict(
             task=task,
@@ -216,12 +234,8 @@ def run_task(settings: DemoSettings, task: str, seed: int, run_dir: str) -> List
                 for k, v in teacher.items() if k != 'ckpt'
             })
     ]
-    print(f'[demo] {task} seed {seed} teacher: {name} {teacher["value"]:.2f}', flush=True)
     for method in settings.methods:
         path = config_path(settings.config_dir, task, method)
-        print(
-            f'[demo] {task} seed {seed} {method}: training {sched.student_iters} iterations',
-            flush=True)
         cfg = build_cfg(
             path,
             data_dir,
@@ -234,9 +248,8 @@ def run_task(settings: DemoSettings, task: str, seed: int, run_dir: str) -> List
             set_loss_weights(cfg, settings.loss_weight)
         picture = osp.join(task_dir,
                            f'{method}_features.png') if method.startswith('diffkd') else None
-        result = _train(cfg, task, picture)
+        result = _train(cfg, task, console, f'{task} seed {seed} {method}', picture)
         records.append(dict(task=task, seed=seed, method=method, metric=name, **result))
-        print(f'[demo] {task} seed {seed} {method}: {name} {result["value"]:.2f}', flush=True)
     return records
 
 
@@ -262,12 +275,14 @@ def check_configs(settings: DemoSettings) -> None:
             config_path(settings.config_dir, task, method)
 
 
-def run_demo(work_dir: str, settings: Optional[DemoSettings] = None) -> dict:
+def run_demo(work_dir: str, settings: Optional[DemoSettings] = None, verbose: bool = False) -> dict:
     """Run the main job into a new folder under ``work_dir`` and write the report there.
 
     Args:
         work_dir (str): Parent folder; the run goes to ``<work_dir>/<timestamp>/``.
         settings (DemoSettings, optional): What to run; defaults to the main job.
+        verbose (bool): Stream every run's full output to the terminal; by default each run
+            shows one progress line and writes its output to ``console.log`` in its folder.
 
     Returns:
         dict: ``run_dir``, ``report`` (path of report.md), ``results`` (path of the
@@ -279,10 +294,11 @@ def run_demo(work_dir: str, settings: Optional[DemoSettings] = None) -> dict:
     run_dir = new_run_dir(work_dir)
     records = []
     # Checkpoints of the demo load safely and are written atomically, as in tools/train.py.
-    with CheckpointGuard():
+    with CheckpointGuard(), Console(verbose) as console:
+        console.say(f'[demo] run folder: {run_dir}')
         for task in settings.tasks:
             for seed in settings.seeds:
-                records += run_task(settings, task, seed, run_dir)
+                records += run_task(settings, task, seed, run_dir, console)
     try:
         paths = write_report(run_dir, settings, records, time.perf_counter() - started)
     except DiskFullError:
