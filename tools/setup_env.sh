@@ -71,15 +71,14 @@ else
     if ! problem=$("$PY" - "$wheel" 2>&1 <<'CHECK'
 import importlib.util, sys, tempfile, zipfile
 import torch  # noqa: F401  (the ops link against this torch's libraries)
-with zipfile.ZipFile(sys.argv[1]) as wheel:
+with zipfile.ZipFile(sys.argv[1]) as wheel, tempfile.TemporaryDirectory() as tmp:
     if wheel.testzip() is not None:
         sys.exit('a damaged file in the zip')
     ext = [n for n in wheel.namelist() if n.startswith('mmcv/_ext') and n.endswith('.so')]
     if not ext:
         sys.exit('no compiled ops (mmcv/_ext*.so)')
-    path = wheel.extract(ext[0], tempfile.mkdtemp())
-spec = importlib.util.spec_from_file_location('mmcv._ext', path)
-importlib.util.module_from_spec(spec)  # loads the library: a symbol of another torch fails here
+    spec = importlib.util.spec_from_file_location('mmcv._ext', wheel.extract(ext[0], tmp))
+    importlib.util.module_from_spec(spec)  # loads it: a symbol of another torch fails here
 CHECK
     ); then
       aside="$wheel.bad-$(date +%Y%m%d-%H%M%S)"

@@ -9,6 +9,7 @@ import pytest
 
 import diffkd_mm
 from diffkd_mm.datasets import ensure_dataset
+from diffkd_mm.testing import write_tiny_seg_config
 
 pytestmark = pytest.mark.slow  # subprocess runs of the tools (see pytest.ini)
 
@@ -21,18 +22,7 @@ def cfg_file(tmp_path_factory):
     """The demo DiffKD config on tiny data, with a schedule that does not depend on max_iters."""
     tmp = tmp_path_factory.mktemp('cfg')
     data = ensure_dataset('seg', root=tmp / 'data', num_train=8, num_val=4)
-    path = tmp / 'tiny_diffkd.py'
-    path.write_text(f'''
-_base_ = [{osp.join(ROOT, 'configs', 'diffkd', 'demo', 'seg_diffkd.py')!r}]
-model = dict(teacher_ckpt=None)
-train_dataloader = dict(batch_size=2, dataset=dict(data_root={str(data)!r}))
-val_dataloader = dict(batch_size=2, dataset=dict(data_root={str(data)!r}))
-test_dataloader = val_dataloader
-param_scheduler = [dict(type='LinearLR', start_factor=0.5, by_epoch=False, begin=0, end=5)]
-train_cfg = dict(max_iters=6, val_interval=100)
-default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=3))
-''')
-    return str(path)
+    return write_tiny_seg_config(str(tmp / 'tiny_diffkd.py'), data, 6, 'interval=3')
 
 
 def train(cfg, work_dir, *extra):
