@@ -19,7 +19,7 @@ RECORDS = [
 
 @pytest.mark.parametrize('name', ['report.md', 'results.json', 'seg_diffkd_gate.png'])
 def test_report_on_a_full_disk_prints_the_results(tmp_path, monkeypatch, capsys, name):
-    monkeypatch.setattr(runner, 'run_task', lambda settings, task, seed, run_dir: RECORDS)
+    monkeypatch.setattr(runner, 'run_task', lambda *args: RECORDS)
     settings = DemoSettings(tasks=('seg', ), methods=('student', 'diffkd'))
     with simulated_full_disk(name, budget=10):
         with pytest.raises(DiskFullError) as info:
