@@ -99,3 +99,13 @@ def test_progress_on_a_terminal_rewrites_one_line(monkeypatch):
     progress.finish('mAP 24.00')
     text = out.getvalue()
     assert text.count('\r') == 3 and text.count('\n') == 1 and text.rstrip().endswith('mAP 24.00')
+
+
+def test_verbose_progress_is_never_rewritten_in_place():
+    tty = _Terminal(tty=True)
+    console = Console()
+    console.terminal = tty
+    assert console.progress('x', 3).live
+    console = Console(verbose=True)
+    console.terminal = tty
+    assert not console.progress('x', 3).live  # the run's streamed log would be overwritten

@@ -56,13 +56,15 @@ class RunProgress(Hook):
         title (str): What runs, e.g. ``'seg seed 0 student'``.
         total (int): Training iterations.
         stream (IO): Where the line goes (the terminal, not the switched stream).
+        live (bool, optional): Rewrite the line in place; defaults to whether ``stream`` is a
+            terminal.
     """
 
     priority = 'VERY_LOW'
 
-    def __init__(self, title: str, total: int, stream: IO) -> None:
+    def __init__(self, title: str, total: int, stream: IO, live: Optional[bool] = None) -> None:
         self.title, self.total, self.stream = title, total, stream
-        self.live = stream.isatty()
+        self.live = stream.isatty() if live is None else live
         self.started = time.perf_counter()
         self.last_line = self.started
         self.iteration, self.loss = 0, None
@@ -131,8 +133,11 @@ class Console:
         self.terminal.flush()
 
     def progress(self, title: str, total: int) -> RunProgress:
-        """A progress line for a run of ``total`` iterations (register it with the Runner)."""
-        return RunProgress(title, total, self.terminal)
+        """A progress line for a run of ``total`` iterations (register it with the Runner).
+
+        With ``verbose``, the line is never rewritten in place: the run's log streams around it.
+        """
+        return RunProgress(title, total, self.terminal, live=False if self.verbose else None)
 
     @contextlib.contextmanager
     def quiet(self, log_path: str, what: str) -> Iterator[None]:
