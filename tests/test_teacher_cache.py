@@ -96,6 +96,7 @@ def test_main_job_retrains_a_cut_teacher_and_reuses_the_new_one(tmp_path, warnin
 
     from diffkd_mm.datasets import ensure_dataset
     from diffkd_mm.demo import QUICK_SCHEDULES, DemoSettings, check_configs
+    from diffkd_mm.demo.console import Console
     from diffkd_mm.demo.runner import _teacher
     from diffkd_mm.engine import CheckpointGuard
     settings = DemoSettings(
@@ -105,11 +106,11 @@ def test_main_job_retrains_a_cut_teacher_and_reuses_the_new_one(tmp_path, warnin
     data = ensure_dataset(
         'seg', root=tmp_path / 'data', num_train=sched.num_train, num_val=sched.num_val)
     # The Runners set mmengine's default scope for the process: restore it for later tests.
-    with DefaultScope.overwrite_default_scope('mmseg'), CheckpointGuard():
-        first = _teacher(settings, 'seg', 0, data, str(tmp_path / 'run1'))
+    with DefaultScope.overwrite_default_scope('mmseg'), CheckpointGuard(), Console() as console:
+        first = _teacher(settings, 'seg', 0, data, str(tmp_path / 'run1'), console)
         assert not first['cached'] and warnings == []
         _cut_in_half(Path(first['ckpt']))
-        second = _teacher(settings, 'seg', 0, data, str(tmp_path / 'run2'))
+        second = _teacher(settings, 'seg', 0, data, str(tmp_path / 'run2'), console)
         assert not second['cached'] and second['ckpt'] == first['ckpt']
         assert len(warnings) == 1 and 'cannot be read' in warnings[0]
         # Readable, with the right record, but weights of another model: found when loaded.
@@ -117,10 +118,10 @@ def test_main_job_retrains_a_cut_teacher_and_reuses_the_new_one(tmp_path, warnin
             dict(
                 state_dict=dict(w=torch.zeros(3)),
                 meta=load_checkpoint_file(second['ckpt'])['meta']), second['ckpt'])
-        third = _teacher(settings, 'seg', 0, data, str(tmp_path / 'run3'))
+        third = _teacher(settings, 'seg', 0, data, str(tmp_path / 'run3'), console)
         assert not third['cached'] and len(warnings) == 2
         assert 'does not fit the teacher model' in warnings[1] and '\n' not in warnings[1]
-        fourth = _teacher(settings, 'seg', 0, data, str(tmp_path / 'run4'))
+        fourth = _teacher(settings, 'seg', 0, data, str(tmp_path / 'run4'), console)
     assert fourth['cached'] and fourth['value'] == pytest.approx(third['value'])
     assert len(warnings) == 2
     assert [f for f in os.listdir(osp.dirname(first['ckpt'])) if '.bad-' in f]
