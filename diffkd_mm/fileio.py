@@ -12,10 +12,11 @@ import contextlib
 import errno
 import os
 import os.path as osp
+import re
 import shutil
 import tempfile
 import uuid
-from typing import IO, Callable, Iterator, Optional
+from typing import IO, Callable, Iterator, List, Optional
 
 #: errno values of a write that failed for lack of space (a full disk, a quota).
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
@@ -119,6 +120,42 @@ def atomic_open(path: str, mode: str = 'w') -> Iterator[IO]:
             raise DiskFullError(path, no_space) from err
         raise
     _fsync_folder(folder)
+
+
+def remove_stale_temporaries(path: str) -> List[str]:
+    """Delete the temporary files that :func:`atomic_open` left for ``path`` in processes that
+    no longer run (a SIGKILL during a write cannot clean up after itself).
+
+    A temporary file is ``.<name>.<pid>-<random>.tmp`` next to ``path``; one whose process is
+    still alive (or whose pid was reused) is kept.
+
+    Args:
+        path (str): The destination file the temporaries were written for.
+
+    Returns:
+        list[str]: The files deleted.
+    """
+    folder, name = osp.split(osp.abspath(path))
+    pattern = re.compile(rf'^\.{re.escape(name)}\.(\d+)-[0-9a-f]{{8}}\.tmp$')
+    removed = []
+    for entry in os.listdir(folder) if osp.isdir(folder) else ():
+        found = pattern.match(entry)
+        if found is None or _process_alive(int(found.group(1))):
+            continue
+        with contextlib.suppress(FileNotFoundError):  # a concurrent clean-up
+            os.remove(osp.join(folder, entry))
+            removed.append(osp.join(folder, entry))
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def atomic_write_text(path: str, text: str) -> None:

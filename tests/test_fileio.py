@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from diffkd_mm.engine import load_checkpoint_file, save_checkpoint_atomic
-from diffkd_mm.fileio import DiskFullError, atomic_copy, atomic_open, atomic_write_text, save_figure
+from diffkd_mm.fileio import (DiskFullError, atomic_copy, atomic_open, atomic_write_text,
+                              remove_stale_temporaries, save_figure)
 from diffkd_mm.testing import simulated_full_disk
 
 
@@ -111,3 +112,16 @@ def test_real_full_filesystem(small_filesystem):
     _check_one_line(info.value, first, kept=True)
     assert _only(small_filesystem) == ['iter_3.pth']
     assert torch.equal(load_checkpoint_file(first)['w'], torch.ones(20000))
+
+
+def test_stale_temporaries_of_dead_processes_are_removed(tmp_path):
+    proc = subprocess.Popen(['true'])
+    proc.wait()  # its pid no longer runs
+    stale = tmp_path / f'.teacher.pth.{proc.pid}-0123abcd.tmp'
+    alive = tmp_path / f'.teacher.pth.{os.getpid()}-89abcdef.tmp'
+    other = tmp_path / f'.other.pth.{proc.pid}-0123abcd.tmp'
+    for f in (stale, alive, other):
+        f.write_bytes(b'partial')
+    assert remove_stale_temporaries(str(tmp_path / 'teacher.pth')) == [str(stale)]
+    assert _only(tmp_path) == sorted([alive.name, other.name])
+    assert remove_stale_temporaries(str(tmp_path / 'absent' / 'x.pth')) == []

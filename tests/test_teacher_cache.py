@@ -2,6 +2,7 @@
 another teacher, is set aside (renamed, not deleted) with one warning line and retrained."""
 import os
 import os.path as osp
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,15 @@ def test_stored_teacher_holds_weights_and_record_only(cached, warnings):
     assert reuse_teacher(str(cached), RECORD) and warnings == []
     assert not reuse_teacher(str(cached.parent / 'absent.pth'), RECORD) and warnings == []
     # Written atomically: no temporary file is left beside it.
+    assert os.listdir(cached.parent) == [cached.name]
+
+
+def test_store_deletes_what_a_killed_store_left(cached, tmp_path):
+    proc = subprocess.Popen(['true'])
+    proc.wait()  # a process that no longer runs, as one killed during its store
+    leftover = cached.parent / f'.{cached.name}.{proc.pid}-0123abcd.tmp'
+    leftover.write_bytes(b'half a teacher')
+    store_teacher(str(tmp_path / 'iter_20.pth'), str(cached), RECORD)
     assert os.listdir(cached.parent) == [cached.name]
 
 

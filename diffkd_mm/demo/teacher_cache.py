@@ -16,6 +16,7 @@ from typing import Optional
 from mmengine.logging import print_log
 
 from ..engine.checkpoint import CheckpointError, load_checkpoint_file, save_checkpoint_atomic
+from ..fileio import remove_stale_temporaries
 
 #: Key of the teacher's record in the checkpoint's ``meta``.
 META_KEY = 'demo_teacher'
@@ -95,7 +96,8 @@ def store_teacher(checkpoint_file: str, path: str, record: dict) -> None:
     """Keep the weights of a checkpoint this run wrote, with ``record``, in one atomic write.
 
     The teacher's optimizer state and logs are not needed to distil from it. The file appears
-    only complete (see :func:`save_checkpoint_atomic`).
+    only complete (see :func:`save_checkpoint_atomic`); the partial files of earlier stores that
+    were killed are deleted first.
 
     Args:
         checkpoint_file (str): The training run's checkpoint.
@@ -103,4 +105,6 @@ def store_teacher(checkpoint_file: str, path: str, record: dict) -> None:
         record (dict): As for :func:`reuse_teacher`.
     """
     state_dict = load_checkpoint_file(checkpoint_file)['state_dict']
+    # what a run killed while storing this teacher left behind (tens of MB each)
+    remove_stale_temporaries(path)
     save_checkpoint_atomic(dict(state_dict=state_dict, meta={META_KEY: dict(record)}), path)
