@@ -75,6 +75,13 @@ def _no_space_cause(err: BaseException) -> Optional[OSError]:
     return None
 
 
+def _raise_if_no_space(err: BaseException, path: str) -> None:
+    """Raise :class:`DiskFullError` for ``path`` if ``err`` comes from a lack of space."""
+    no_space = _no_space_cause(err)
+    if no_space is not None and not isinstance(err, DiskFullError):
+        raise DiskFullError(path, no_space) from err
+
+
 def _fsync_folder(folder: str) -> None:
     """Make a rename inside ``folder`` survive a power cut, where the file system can."""
     with contextlib.suppress(OSError):  # not every file system can fsync a folder
@@ -115,9 +122,7 @@ def atomic_open(path: str, mode: str = 'w') -> Iterator[IO]:
     except BaseException as err:
         with contextlib.suppress(OSError):
             os.remove(tmp)
-        no_space = _no_space_cause(err)
-        if no_space is not None and not isinstance(err, DiskFullError):
-            raise DiskFullError(path, no_space) from err
+        _raise_if_no_space(err, path)
         raise
     _fsync_folder(folder)
 
@@ -232,9 +237,7 @@ def publish_directory(target: str, fill: Callable[[str], None], owner_file: str,
     except BaseException as err:
         # Also on KeyboardInterrupt: never leave a temporary folder behind.
         shutil.rmtree(tmp, ignore_errors=True)
-        no_space = _no_space_cause(err)
-        if no_space is not None and not isinstance(err, DiskFullError):
-            raise DiskFullError(target, no_space) from err
+        _raise_if_no_space(err, target)
         raise
     _fsync_folder(parent)
     return True

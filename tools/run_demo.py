@@ -13,7 +13,7 @@ import sys
 import diffkd_mm  # noqa: F401  (compat layer + registrations first)
 from diffkd_mm.demo import (METHODS, QUICK_SCHEDULES, SCHEDULES, TASKS, DemoSettings, check_configs,
                             run_demo)
-from diffkd_mm.fileio import DiskFullError
+from diffkd_mm.engine import exit_on_full_disk
 
 
 def parse_args(argv=None):
@@ -87,11 +87,9 @@ def main(argv=None) -> int:
         check_configs(settings)
     except (ValueError, FileNotFoundError) as err:
         sys.exit(f'run_demo.py: {err}')
-    try:
+    advice = 'Free some space and run again: the data and the teachers cached so far are reused.'
+    with exit_on_full_disk(advice, prefix='run_demo.py: '):
         out = run_demo(args.work_dir, settings, verbose=args.verbose)
-    except DiskFullError as err:
-        sys.exit(f'run_demo.py: {err}. Free some space and run again: the data and the teachers '
-                 'cached so far are reused.')
     print('\n[demo] results (' + out['report'] + '):')
     with open(out['report']) as f:
         for line in f:

@@ -155,18 +155,17 @@ def _feature_picture(runner: Runner, path: str) -> bool:
 
 def _teacher_record(cfg: Config, sched: Schedule, task: str, seed: int, data_dir: str) -> dict:
     """What defines a teacher (JSON types): its cache key and the settings it is computed from."""
-    defining = json.loads(
-        json.dumps(
-            dict(
-                model=cfg.model.to_dict(),
-                iters=sched.teacher_iters,
-                seed=seed,
-                data=osp.basename(data_dir),
-                optim=cfg.optim_wrapper.to_dict()),
-            sort_keys=True,
-            default=str))
-    key = hashlib.sha1(json.dumps(defining, sort_keys=True).encode()).hexdigest()[:12]
-    return dict(key=key, task=task, definition=defining)
+    text = json.dumps(
+        dict(
+            model=cfg.model.to_dict(),
+            iters=sched.teacher_iters,
+            seed=seed,
+            data=osp.basename(data_dir),
+            optim=cfg.optim_wrapper.to_dict()),
+        sort_keys=True,
+        default=str)
+    key = hashlib.sha1(text.encode()).hexdigest()[:12]
+    return dict(key=key, task=task, definition=json.loads(text))
 
 
 def _teacher(settings: DemoSettings, task: str, seed: int, data_dir: str, run_dir: str,

@@ -69,13 +69,13 @@ def exit_on_checkpoint_error() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def exit_on_full_disk(advice: str) -> Iterator[None]:
+def exit_on_full_disk(advice: str, prefix: str = '') -> Iterator[None]:
     """Turn a :class:`~diffkd_mm.fileio.DiskFullError` of the block into a one-line exit.
 
-    The line names the file, the free space and that the previous file is intact, then
+    The line is ``prefix``, then the file, the free space and what is left at its path, then
     ``advice`` (what to do: e.g. how to resume).
     """
     try:
         yield
     except DiskFullError as err:
-        sys.exit(f'{err}. {advice}')
+        sys.exit(f'{prefix}{err}. {advice}')
