@@ -11,8 +11,8 @@ from mmengine.config import DictAction
 from mmengine.runner import Runner
 
 import diffkd_mm  # noqa: F401  (compat layer + registrations: must come before mmrazor)
-from diffkd_mm.engine import (CheckpointGuard, add_launcher_arguments, exit_on_checkpoint_error,
-                              load_entry_config, setup_cpu_distributed)
+from diffkd_mm.engine import (CheckpointGuard, add_launcher_arguments, close_distributed,
+                              exit_on_checkpoint_error, load_entry_config, setup_cpu_distributed)
 from mmrazor.utils import register_all_modules
 
 
@@ -54,6 +54,7 @@ def main(argv=None):
     with exit_on_checkpoint_error(), CheckpointGuard(cfg, names={args.checkpoint: 'checkpoint'}):
         runner = Runner.from_cfg(cfg)
         runner.test()
+    close_distributed()  # at the end of a run that completed: no abort at exit
 
 
 if __name__ == '__main__':

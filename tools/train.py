@@ -14,9 +14,9 @@ from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 import diffkd_mm  # noqa: F401  (compat layer + registrations: must come before mmrazor)
-from diffkd_mm.engine import (CheckpointGuard, add_launcher_arguments, exit_on_checkpoint_error,
-                              exit_on_full_disk, find_resumable_checkpoint, load_entry_config,
-                              setup_cpu_distributed)
+from diffkd_mm.engine import (CheckpointGuard, add_launcher_arguments, close_distributed,
+                              exit_on_checkpoint_error, exit_on_full_disk,
+                              find_resumable_checkpoint, load_entry_config, setup_cpu_distributed)
 from mmrazor.utils import register_all_modules
 
 
@@ -153,6 +153,7 @@ def main(argv=None):
         runner = Runner.from_cfg(cfg)
         warn_if_batch_differs(runner, cfg)
         runner.train()
+    close_distributed()  # at the end of a run that completed: no abort at exit
 
 
 if __name__ == '__main__':

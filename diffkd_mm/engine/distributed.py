@@ -61,3 +61,15 @@ def setup_cpu_distributed(cfg) -> bool:
             broadcast_buffers=False,
             find_unused_parameters=cfg.get('find_unused_parameters', False))
     return True
+
+
+def close_distributed() -> None:
+    """Destroy the default process group once a run has completed; a no-op when there is none.
+
+    torch does not destroy it at exit: gloo's worker threads may then still hold work objects
+    while the interpreter finalises, and the process aborts ("terminate called without an active
+    exception", SIGABRT), so that torchrun reports a finished run as failed. Called only after
+    success: after a failure the other processes may be gone, and torchrun stops them anyway.
+    """
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,7 +1,8 @@
 """A distributed run that loses a process: tools/dist_train.sh starts 2 torchrun processes (gloo,
 CPU), one is killed with SIGKILL in the middle of training; the survivor is stopped within a
 bounded time (no hang), the script says how to resume, and --resume ends with the uninterrupted
-run's weights. A process that hangs instead of dying is bounded by env_cfg.dist_cfg.timeout."""
+run's weights. A process that hangs instead of dying is bounded by env_cfg.dist_cfg.timeout.
+A run that completes destroys its process group (no abort at interpreter exit)."""
 import os
 import os.path as osp
 import signal
@@ -21,6 +22,7 @@ pytestmark = pytest.mark.slow  # subprocess runs of the tools (see pytest.ini)
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(diffkd_mm.__file__)))
 DIST_TRAIN = osp.join(ROOT, 'tools', 'dist_train.sh')
+TRAIN = osp.join(ROOT, 'tools', 'train.py')
 MAX_ITERS = 8
 # Rank 1 stops before iteration 6: rank 0 has saved iter_4.pth (before iteration 5, which needs
 # rank 1) and waits for rank 1 in iteration 6.
@@ -130,3 +132,36 @@ def test_hung_rank_is_bounded_by_the_dist_cfg_timeout(cfg, tmp_path):
     print(f'run stopped {stopped_s:.1f} s after rank 1 hung (timeout {timeout_s} s)')
     assert proc.returncode != 0 and stopped_s > timeout_s - 5, text[-3000:]
     assert text.strip().splitlines()[-1].startswith('dist_train.sh: training stopped'), text
+
+
+# Runs tools/train.py as torchrun would start a world of one process, then reports whether the
+# process group outlived the run (torch does not destroy it at exit; gloo may then abort).
+PROCESS_GROUP_DRIVER = """
+import runpy, sys
+import torch.distributed as dist
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name='__main__')
+print('process group left:', dist.is_initialized())
+"""
+
+
+def test_completed_run_destroys_its_process_group(cfg, tmp_path):
+    driver = tmp_path / 'driver.py'
+    driver.write_text(PROCESS_GROUP_DRIVER)
+    env = dict(
+        os.environ,
+        RANK='0',
+        LOCAL_RANK='0',
+        WORLD_SIZE='1',
+        MASTER_ADDR='127.0.0.1',
+        MASTER_PORT=str(_free_port()),
+        OMP_NUM_THREADS='1')
+    out = subprocess.run(
+        [sys.executable, driver, TRAIN, cfg, '--work-dir', tmp_path / 'w', '--launcher', 'pytorch'],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert 'Distributed training: True' in out.stdout + out.stderr  # the run was distributed
+    assert out.stdout.strip().splitlines()[-1] == 'process group left: False'
