@@ -1,5 +1,6 @@
-"""The one place that adapts mmrazor 1.0.0 to today's torch.
+"""The one place that adapts mmrazor 1.0.0: to today's torch, and to losses with several terms.
 
+**Quantization imports.**
 mmrazor 1.0.0 (its last release, 2023) imports its quantization backend
 configurations eagerly: ``mmrazor.structures.quantization.backend_config`` pulls
 ``reverse2``, ``reverse3`` and ``reverse_sequential_wrapper2`` from
@@ -18,7 +19,14 @@ Only when it fails does it register a stand-in for the backend-config module
 alone; the rest of mmrazor (``QConfigHandler`` included) is imported unchanged.
 Any use of the stand-in raises :class:`MMRazorQuantizationUnavailable` naming
 the original import error. No mmrazor code is copied here.
+
+**Loss entry names.** ``ConfigurableDistiller`` builds each entry of ``distill_losses`` and
+stores it under its key, but never tells the loss that key, and calls it with its inputs only;
+mmrazor offers no other way for a loss to learn it. DiffKD's losses log each term under the
+entry's name (``distill.loss_diffkd_kd``, ...), so :func:`name_distill_losses` wraps
+``ConfigurableDistiller.build_distill_losses`` to hand each built loss its key.
 """
+import functools
 import importlib
 import sys
 import types
@@ -115,3 +123,29 @@ def apply() -> bool:
     sys.modules[BACKEND_CONFIG_MODULE] = _make_backend_config_standin()
     importlib.import_module('mmrazor.structures')
     return True
+
+
+def name_distill_losses() -> None:
+    """Tell every loss a ``ConfigurableDistiller`` builds its entry name. Idempotent.
+
+    Wraps ``ConfigurableDistiller.build_distill_losses`` (mmrazor 1.0.0: builds each config of
+    ``distill_losses`` and returns them in an ``nn.ModuleDict`` under their keys): after it
+    returns, each loss that has a ``bind_entry`` method and no name yet gets its key. Arguments
+    and result are unchanged, so every distiller derived from ``ConfigurableDistiller`` names
+    its losses too, unless it overrides the method.
+    """
+    from mmrazor.models.distillers import ConfigurableDistiller
+    build = ConfigurableDistiller.build_distill_losses
+    if getattr(build, '_names_entries', False):
+        return
+
+    @functools.wraps(build)
+    def build_and_name(self, *args, **kwargs):
+        losses = build(self, *args, **kwargs)
+        for name, loss in losses.items():
+            if callable(getattr(loss, 'bind_entry', None)) and loss.loss_name is None:
+                loss.bind_entry(name)
+        return losses
+
+    build_and_name._names_entries = True
+    ConfigurableDistiller.build_distill_losses = build_and_name

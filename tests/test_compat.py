@@ -80,3 +80,22 @@ def test_single_teacher_distill_train_step_on_cpu():
     assert {'loss', 'student.loss_cls', 'distill.loss_diffkd'} <= set(log_vars)
     assert all(torch.isfinite(torch.as_tensor(v)) for v in log_vars.values())
     assert any(not torch.equal(b, p) for b, p in zip(before, algo.student.parameters()))
+
+
+def test_stock_distiller_tells_its_losses_their_entry_names():
+    """mmrazor 1.0.0's ConfigurableDistiller builds its losses in build_distill_losses, which
+    compat wraps: every DiffKD entry knows its key once the distiller is built, before any
+    call, and other losses are left alone. Written against mmrazor 1.0.0."""
+    import mmrazor
+    from mmrazor.models.distillers import ConfigurableDistiller
+    assert mmrazor.__version__ == '1.0.0', 'check name_distill_losses against this mmrazor'
+    distiller = ConfigurableDistiller(
+        distill_losses=dict(
+            loss_fpn=dict(type='DiffKDLoss', student_channels=4, teacher_channels=8),
+            loss_l2=dict(type='L2Loss')))
+    assert distiller.distill_losses['loss_fpn'].loss_name == 'loss_fpn'
+    assert not hasattr(distiller.distill_losses['loss_l2'], 'loss_name')
+    wrapped = ConfigurableDistiller.build_distill_losses
+    compat.name_distill_losses()  # idempotent: wraps once
+    assert ConfigurableDistiller.build_distill_losses is wrapped
+    assert not hasattr(wrapped.__wrapped__, '__wrapped__')

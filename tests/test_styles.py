@@ -43,10 +43,14 @@ def data_root(tmp_path_factory):
     return ensure_dataset('seg', root=tmp_path_factory.mktemp('data'), num_train=8, num_val=2)
 
 
-def diffkd_branches(distiller):
-    """Every DiffKD branch of a built distiller, from loss entries and connectors alike."""
-    for module in (*distiller.distill_losses.values(), *distiller.connectors.values()):
-        if isinstance(module, (DiffKDLoss, DiffKDStudentConnector)):
+def diffkd_denoisers(distiller):
+    """Every DiffKD denoiser (student side) of a built distiller, from loss entries and
+    connectors alike."""
+    for module in distiller.distill_losses.values():
+        if isinstance(module, DiffKDLoss):
+            yield from (branch.denoiser for branch in module.branches)
+    for module in distiller.connectors.values():
+        if isinstance(module, DiffKDStudentConnector):
             yield from module.branches
 
 
@@ -71,8 +75,8 @@ def test_style_trains_logs_every_term_and_denoises_once(style, data_root, tmp_pa
         runner = Runner.from_cfg(cfg)
         distiller = runner.model.distiller
         predictor_calls = []
-        for branch in diffkd_branches(distiller):
-            branch.noise_predictor.register_forward_hook(lambda *a: predictor_calls.append(1))
+        for denoiser in diffkd_denoisers(distiller):
+            denoiser.noise_predictor.register_forward_hook(lambda *a: predictor_calls.append(1))
         runner.train()
 
     # 5 DDIM steps + 1 diffusion-loss call per level and iteration, whatever reads the output.

@@ -26,7 +26,9 @@ def make_inputs(cs=8, ct=16, latent=16, size=5, batch=3, seed=0):
 def test_parity_with_restated_official_math(kernel_size, ae, proj_bn, size):
     torch.manual_seed(1)
     ref = OfficialLayoutDiffKD(8, 16, kernel_size, ae, proj_bn).train()
-    ours = DiffKDBranch(8, 16, kernel_size=kernel_size, ae_channels=ae, output_norm=proj_bn).train()
+    ours = DiffKDBranch(
+        8, 16, kernel_size=kernel_size, ae_channels=ae, output_norm=proj_bn,
+        target_norm=None).train()
     ours.load_state_dict(convert_official_state_dict(ref.state_dict()), strict=True)
     fs, ft, noise, ddim_noise, t = make_inputs(latent=ae or 16, size=size)
     refined, ddim_loss, target, rec_loss, gate = ref(fs, ft, noise, ddim_noise, t)
@@ -46,7 +48,7 @@ def test_same_seed_same_draws_as_official_order():
     result."""
     torch.manual_seed(2)
     ref = OfficialLayoutDiffKD(8, 16, 3, 8)
-    ours = DiffKDBranch(8, 16, ae_channels=8)
+    ours = DiffKDBranch(8, 16, ae_channels=8, target_norm=None)
     ours.load_state_dict(convert_official_state_dict(ref.state_dict()))
     fs, ft, *_ = make_inputs(latent=8)
     torch.manual_seed(3)
@@ -87,28 +89,29 @@ def test_gradient_routing():
     g = _grads(branch)
     assert fs.grad is not None and fs.grad.abs().sum() > 0
     for part in ('student_proj', 'noise_adapter', 'noise_predictor', 'output_proj'):
-        assert _nonzero(g, part), part
-    assert not _nonzero(g, 'autoencoder')
+        assert _nonzero(g, f'denoiser.{part}'), part
+    assert not _nonzero(g, 'target.autoencoder')
     branch.zero_grad()
 
     out.loss_ddim.backward(retain_graph=True)
     g = _grads(branch)
-    assert _nonzero(g, 'noise_predictor')
-    for part in ('student_proj', 'noise_adapter', 'output_proj', 'autoencoder'):
+    assert _nonzero(g, 'denoiser.noise_predictor')
+    for part in ('denoiser.student_proj', 'denoiser.noise_adapter', 'denoiser.output_proj',
+                 'target.autoencoder'):
         assert not _nonzero(g, part), part
     branch.zero_grad()
 
     out.loss_ae.backward()
     g = _grads(branch)
-    assert _nonzero(g, 'autoencoder.encoder') and _nonzero(g, 'autoencoder.decoder')
-    assert not _nonzero(g, 'noise_predictor')
+    assert _nonzero(g, 'target.autoencoder.encoder') and _nonzero(g, 'target.autoencoder.decoder')
+    assert not _nonzero(g, 'denoiser.noise_predictor')
     assert ft.grad is None
 
 
 def test_denoising_loop_runs_inference_steps_plus_one_predictor_calls():
     branch = DiffKDBranch(4, 8, inference_steps=3)
     calls = []
-    branch.noise_predictor.register_forward_hook(lambda *a: calls.append(1))
+    branch.denoiser.noise_predictor.register_forward_hook(lambda *a: calls.append(1))
     branch(torch.randn(2, 4, 3, 3), torch.randn(2, 8, 3, 3))
     assert len(calls) == 3 + 1  # 3 DDIM steps + the diffusion loss
 
@@ -135,7 +138,7 @@ def test_bf16_autocast_on_cpu():
             out.loss_ddim + out.loss_ae
     loss.backward()
     assert torch.isfinite(loss)
-    assert branch.scheduler.step_coefs.dtype == torch.float32
+    assert branch.denoiser.scheduler.step_coefs.dtype == torch.float32
 
 
 def test_denoising_reads_no_tensor_value_on_the_host():

@@ -57,9 +57,11 @@ def count_calls(module, calls, key):
     module.register_forward_hook(lambda *args: calls.append(key))
 
 
-def test_denoising_and_ae_run_once_per_iteration_for_two_matching_losses():
+def test_denoising_runs_once_per_iteration_for_two_matching_losses():
     """PKD and CWD both read the denoised student and the teacher target: the DDIM loop (5
-    predictor calls), the diffusion loss (1 call), the adapter and the AE still run once."""
+    predictor calls), the diffusion loss (1 call) and the adapter run once; the AE encodes the
+    target once for both, and once more for its reconstruction loss (from the teacher record,
+    in the diffusion entry)."""
     hub = MessageHub.get_instance('test_connectors_once')
     algo = build(
         connector_cfg(
@@ -71,14 +73,14 @@ def test_denoising_and_ae_run_once_per_iteration_for_two_matching_losses():
     calls = []
     count_calls(student.branches[0].noise_predictor, calls, 'predictor')
     count_calls(student.branches[0].noise_adapter, calls, 'adapter')
-    count_calls(teacher.autoencoders[0].encoder, calls, 'ae')
+    count_calls(teacher.targets[0].autoencoder.encoder, calls, 'ae')
     before = copy.deepcopy(algo.distiller.connectors.state_dict())
     wrapper = OptimWrapper(torch.optim.SGD(algo.parameters(), lr=0.1))
     for iteration in range(2):
         calls.clear()
         log_vars = algo.train_step(toy_batch(seed=iteration), wrapper)
         assert calls.count('predictor') == 6 and calls.count('adapter') == 1, calls
-        assert calls.count('ae') == 1, calls
+        assert calls.count('ae') == 2, calls
     assert {'distill.loss_pkd', 'distill.loss_cwd', 'distill.loss_diffkd'} <= set(log_vars)
     assert all(torch.isfinite(torch.as_tensor(v)) for v in log_vars.values())
     assert {
@@ -89,7 +91,8 @@ def test_denoising_and_ae_run_once_per_iteration_for_two_matching_losses():
     changed = [k for k, v in after.items() if not torch.equal(v, before[k])]
     for part in ('diffkd_s.branches.0.student_proj', 'diffkd_s.branches.0.noise_predictor',
                  'diffkd_s.branches.0.noise_adapter', 'diffkd_s.branches.0.output_proj',
-                 'diffkd_t.autoencoders.0.encoder', 'diffkd_t.autoencoders.0.decoder'):
+                 'diffkd_t.targets.0.autoencoder.encoder',
+                 'diffkd_t.targets.0.autoencoder.decoder'):
         assert any(k.startswith(part) for k in changed), part
 
 
@@ -103,10 +106,8 @@ def test_connectors_with_l2_compute_exactly_what_diffkd_loss_computes():
     reference = DiffKDLoss(S_WIDTH, T_WIDTH, ae_channels=LATENT)
     student = algo.distiller.connectors['diffkd_s']
     teacher = algo.distiller.connectors['diffkd_t']
-    branch_state = reference.branches[0].state_dict()
-    missing, unexpected = student.branches[0].load_state_dict(branch_state, strict=False)
-    assert not missing and all(k.startswith('autoencoder.') for k in unexpected)
-    teacher.autoencoders[0].load_state_dict(reference.branches[0].autoencoder.state_dict())
+    student.branches[0].load_state_dict(reference.branches[0].denoiser.state_dict())
+    teacher.targets[0].load_state_dict(reference.branches[0].target.state_dict())
 
     data = algo.data_preprocessor(toy_batch(), True)
     with algo.distiller.student_recorders, algo.distiller.teacher_recorders:
@@ -130,7 +131,9 @@ def test_outputs_keep_the_input_structure_and_layout():
     assert isinstance(out, tuple) and [o.shape for o in out] == [(2, 8, 4, 4), (2, 8, 2, 2)]
     targets = teacher((torch.randn(2, 16, 4, 4), torch.randn(2, 16, 2, 2)))
     assert [t.shape for t in targets] == [(2, 8, 4, 4), (2, 8, 2, 2)]
-    assert not any(t.requires_grad for t in targets) and teacher.loss_ae.requires_grad
+    assert not any(t.requires_grad for t in targets)
+    assert teacher.reconstruction_loss((torch.randn(2, 16, 4, 4), torch.randn(2, 16, 2,
+                                                                              2))).requires_grad
     logits = DiffKDStudentConnector(10, 10, kernel_size=1).eval()(torch.randn(3, 10))
     assert logits.shape == (3, 10)
     tokens = DiffKDStudentConnector(6, 8).eval()(torch.randn(2, 16, 6))
@@ -138,7 +141,8 @@ def test_outputs_keep_the_input_structure_and_layout():
     plain = DiffKDTeacherConnector(16, target_norm=None)
     ft = torch.randn(2, 16, 4, 4, requires_grad=True)
     target = plain(ft)
-    assert torch.equal(target, ft) and not target.requires_grad and plain.loss_ae is None
+    assert torch.equal(target, ft) and not target.requires_grad
+    assert plain.reconstruction_loss(ft) is None
 
 
 def test_student_connector_in_a_stock_distiller_refuses_to_train():
@@ -221,3 +225,67 @@ def test_unlinked_diffusion_loss_and_wrong_widths_say_what_to_do():
             match=r'connectors.diffkd_t \(DiffKDTeacherConnector\): '
             r'feature\[0\] has 8 channels.*teacher_channels=16'):
         algo.distiller.connectors['diffkd_t'](torch.randn(2, 8, 4, 4))
+
+
+def test_latent_channels_and_teacher_feat_are_derived_from_the_teacher_connector():
+    """Left out, the student connector's latent width is the teacher connector's AE width, and
+    the diffusion entry reads the AE's input from the record its target comes from."""
+    cfg = connector_cfg()
+    d = cfg['distiller']
+    del d['connectors']['diffkd_s']['latent_channels']
+    given = copy.deepcopy(d)
+    algo = build(cfg)
+    assert d == given  # the user's config is not modified
+    assert algo.distiller.connectors['diffkd_s'].latent_channels == [LATENT]
+    assert algo.distiller.loss_forward_mappings['loss_diffkd']['teacher_feat'] == dict(
+        from_student=False, recorder='feat')
+    without_ae = connector_cfg(ae_channels=None)
+    del without_ae['distiller']['connectors']['diffkd_s']['latent_channels']
+    algo = build(without_ae)
+    assert algo.distiller.connectors['diffkd_s'].latent_channels == [T_WIDTH]
+    assert 'teacher_feat' not in algo.distiller.loss_forward_mappings['loss_diffkd']
+    with pytest.raises(ValueError, match='latent_channels is not set. A DiffKDDistiller derives'):
+        DiffKDStudentConnector(4)
+
+
+def test_ae_loss_needs_the_teacher_record():
+    algo = build(connector_cfg())
+    loss = algo.distiller.distill_losses['loss_diffkd']
+    with pytest.raises(ValueError, match='connectors.diffkd_t has an AE.*map teacher_feat'):
+        loss(torch.randn(2, LATENT, 8, 8))
+
+
+@pytest.mark.parametrize('build_it,match', [
+    (lambda: DiffKDStudentConnector(4, 8, inference_step=3),
+     r"unknown setting 'inference_step' \(did you mean 'inference_steps'\?\)"),
+    (lambda: DiffKDStudentConnector(4, 8, target_norm=None),
+     r"unknown setting 'target_norm' \(a setting of the teacher side \(DiffKDTarget\)\)"),
+    (lambda: DiffKDTeacherConnector(16, kernel_size=1),
+     r"unknown setting 'kernel_size' \(a setting of the student side \(DiffKDDenoiser\)\)"),
+    (lambda: DiffKDLoss(4, 8, ae_channel=8), r"'ae_channel' \(did you mean 'ae_channels'\?\)"),
+])
+def test_unknown_settings_name_the_key_and_the_side(build_it, match):
+    with pytest.raises(ValueError, match=match):
+        build_it()
+
+
+def test_weights_saved_before_the_sides_were_split_still_load():
+    """A teacher connector's AE was saved as autoencoders.<level>.*; a branch's parts directly
+    under it (student_proj.*, autoencoder.*): both load, strictly, into today's modules."""
+    teacher = DiffKDTeacherConnector(16, ae_channels=8)
+    old = {
+        k.replace('targets.0.autoencoder.', 'autoencoders.0.'): v.clone() + 1
+        for k, v in teacher.state_dict().items()
+    }
+    teacher.load_state_dict(old)
+    assert torch.equal(teacher.targets[0].autoencoder.encoder[0].weight,
+                       old['autoencoders.0.encoder.0.weight'])
+    loss = DiffKDLoss(4, 16, ae_channels=8)
+    old = {
+        k.replace('denoiser.', '').replace('target.', ''): v.clone() + 1
+        for k, v in loss.state_dict().items()
+    }
+    assert {'branches.0.student_proj.weight', 'branches.0.autoencoder.encoder.0.weight'} <= set(old)
+    loss.load_state_dict(old)
+    assert torch.equal(loss.branches[0].denoiser.student_proj.weight,
+                       old['branches.0.student_proj.weight'])

@@ -5,6 +5,9 @@ import torch
 import torch.nn.functional as F
 from mmengine.logging import MessageHub
 
+from diffkd_mm.models.connectors import DiffKDTeacherConnector
+from diffkd_mm.models.diffkd import DiffKDTarget
+from diffkd_mm.models.diffkd.target import standardize_channels
 from diffkd_mm.models.losses import DiffKDLoss
 from mmrazor.registry import MODELS
 
@@ -136,7 +139,7 @@ def test_match_loss_is_any_registered_mmrazor_loss(match_loss, expected):
     assert out['kd'] == pytest.approx(float(0.5 * kd), rel=1e-5)
     assert out['ddim'] == pytest.approx(float(ddim), rel=1e-5)
     total.backward()
-    assert loss.branches[0].student_proj.weight.grad is not None
+    assert loss.branches[0].denoiser.student_proj.weight.grad is not None
 
 
 def test_match_loss_on_logits_sees_logits():
@@ -296,12 +299,22 @@ def test_huge_teacher_features_give_unit_scale_terms(ae_channels):
     assert raw['ae' if ae_channels else 'kd'] > 1e8
 
 
-def test_target_norm_auto_standardises_features_and_leaves_logits():
-    assert DiffKDLoss(4, 8).target_norm == 'channel'
-    assert DiffKDLoss(4, 8).branch(0).target_norm == 'channel'
-    assert DiffKDLoss(10, 10, kernel_size=1).target_norm is None
-    assert DiffKDLoss(10, 10, kernel_size=1, kd_loss='kl').target_norm is None
-    assert DiffKDLoss(4, 8, target_norm=None).branch(0).target_norm is None
+def test_target_norm_auto_standardises_maps_and_leaves_logits():
+    """'auto', the one default: a teacher map with positions is standardised per channel;
+    logits ((B, C), seen as 1x1 maps) keep their scale; None and 'channel' do as they say."""
+    ft = torch.randn(4, 8, 3, 3) * 5 + 2
+    torch.testing.assert_close(DiffKDTarget(8)(ft)[0], standardize_channels(ft))
+    assert torch.equal(DiffKDTarget(8, target_norm=None)(ft)[0], ft)
+    logits = torch.randn(4, 10, 1, 1) * 5
+    assert torch.equal(DiffKDTarget(10)(logits)[0], logits)
+    torch.testing.assert_close(
+        DiffKDTarget(10, target_norm='channel')(logits)[0], standardize_channels(logits))
+    # The loss entry and the teacher connector take the same default from the teacher side.
+    out, _ = next(
+        DiffKDLoss(10, 10, kernel_size=1,
+                   kd_loss='kl').level_outputs(torch.randn(4, 10), logits.flatten(1)))
+    assert torch.equal(out.target, logits)
+    torch.testing.assert_close(DiffKDTeacherConnector(8)(ft), standardize_channels(ft))
 
 
 def _nan_levels():

@@ -32,7 +32,7 @@ from mmengine.optim import OptimWrapper
 
 import diffkd_mm  # noqa: F401  (compat layer + registrations first)
 from diffkd_mm.fileio import atomic_write_text
-from diffkd_mm.models.diffkd import DiffKDBranch
+from diffkd_mm.models.diffkd import DiffKDBranch, DiffKDDenoiser
 from mmrazor.registry import MODELS
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -42,7 +42,7 @@ PAIRS = dict(
         ROOT, 'configs/diffkd/mmdet/diffkd_fpn_faster-rcnn_r101_faster-rcnn_r50_2x_coco.py'))
 
 
-class ReferenceDiffKDBranch(DiffKDBranch):
+class ReferenceDiffKDDenoiser(DiffKDDenoiser):
     """The official formulation, restated plainly, with the same modules and the same math.
 
     Per call it rebuilds the timestep list on the host (numpy), and per step it indexes the
@@ -69,6 +69,14 @@ class ReferenceDiffKDBranch(DiffKDBranch):
             eps = (x - a_t**0.5 * x0) / (1 - a_t)**0.5
             x = a_prev**0.5 * x0 + (1 - a_prev)**0.5 * eps
         return x, gate
+
+
+class ReferenceDiffKDBranch(DiffKDBranch):
+    """:class:`DiffKDBranch` with :class:`ReferenceDiffKDDenoiser` as its student side."""
+
+    def __init__(self, student_channels, teacher_channels, **settings):
+        super().__init__(student_channels, teacher_channels, **settings)
+        self.denoiser.__class__ = ReferenceDiffKDDenoiser  # same modules, the official loop
 
 
 # ----------------------------------------------------------------------------- variants
@@ -195,7 +203,7 @@ def build_variant(cfg: Config, kind: str, device: str):
         model = MODELS.build(model_cfg)
         if kind == 'reference':
             for branch in model.distiller.distill_losses.loss_diffkd.branches:
-                branch.__class__ = ReferenceDiffKDBranch
+                branch.denoiser.__class__ = ReferenceDiffKDDenoiser
     model.to(device).train()
     # lr 0: SGD still does all its work (momentum, update), but the random, un-pretrained weights
     # stay put, so no variant diverges while it is being timed.
@@ -266,17 +274,18 @@ def branch_parts(branch, s, t, iters):
                 times.append(time.perf_counter() - start)
         return statistics.median(times)
 
-    latent = branch.student_proj(s).detach().requires_grad_()
-    target, _ = branch.encode_teacher(t)
+    denoiser, autoencoder = branch.denoiser, branch.target.autoencoder
+    latent = denoiser.student_proj(s).detach().requires_grad_()
+    target, _ = branch.target(t)
     parts = dict(
-        projection=lambda: (branch.student_proj(s), ),
-        noise_adapter=lambda: (branch.noise_adapter(latent), ),
-        denoising_loop=lambda: branch.denoise(latent),
-        output_projection=lambda: (branch.output_proj(latent), ),
-        diffusion_loss=lambda: (branch.diffusion_loss(target), ),
+        projection=lambda: (denoiser.student_proj(s), ),
+        noise_adapter=lambda: (denoiser.noise_adapter(latent), ),
+        denoising_loop=lambda: denoiser.denoise(latent),
+        output_projection=lambda: (denoiser.output_proj(latent), ),
+        diffusion_loss=lambda: (denoiser.diffusion_loss(target), ),
     )
-    if branch.autoencoder is not None:
-        parts['autoencoder'] = lambda: branch.autoencoder(t)
+    if autoencoder is not None:
+        parts['autoencoder'] = lambda: autoencoder(t)
     return {name: run(fn) for name, fn in parts.items()}
 
 

@@ -5,12 +5,10 @@ as a map (B, C, H, W), logits (B, C) or tokens (B, N, C). DiffKD's parts are con
 every level is viewed as a map, and what a connector hands on is put back in its input layout.
 """
 import math
-from typing import Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
-
-from .branch import DiffKDBranch
 
 Features = Union[torch.Tensor, Sequence[torch.Tensor]]
 
@@ -111,23 +109,20 @@ def level_maps(feats: Features,
         yield x, given
 
 
-def build_branches(owner: str, student_channels: List[int], latent_channels: List[int],
-                   share_branch: bool, **branch_kwargs) -> nn.ModuleList:
-    """One :class:`DiffKDBranch` per level, or one for all levels with ``share_branch``.
+def build_per_level(owner: str, share: bool, build: Callable[..., nn.Module], *channels:
+                    List[int]) -> nn.ModuleList:
+    """One module per level, ``build(*channels_of_the_level)``, or one for all levels.
 
     Args:
         owner (str): Who builds them, for error messages.
-        student_channels (list[int]): Student channels per level.
-        latent_channels (list[int]): Teacher channels per level (the AE's input with
-            ``ae_channels`` in ``branch_kwargs``, else the latent the student is projected to).
-        share_branch (bool): One branch for all levels; needs equal channels on every level.
-        **branch_kwargs: The other :class:`DiffKDBranch` arguments.
+        share (bool): One module for all levels (``share_branch``); needs the same channels on
+            every level.
+        build (callable): Builds the module of a level from its channels.
+        *channels (list[int]): Channels per level, one list per argument of ``build``.
     """
-    if share_branch:
-        if len(set(student_channels)) > 1 or len(set(latent_channels)) > 1:
+    if share:
+        if any(len(set(values)) > 1 for values in channels):
             raise ValueError(f'{owner}: share_branch=True needs the same channels on every level,'
-                             f' got {student_channels} (student) and {latent_channels}.')
-        return nn.ModuleList(
-            [DiffKDBranch(student_channels[0], latent_channels[0], **branch_kwargs)])
-    return nn.ModuleList(
-        [DiffKDBranch(s, t, **branch_kwargs) for s, t in zip(student_channels, latent_channels)])
+                             f' got {" and ".join(map(str, channels))}.')
+        return nn.ModuleList([build(*(values[0] for values in channels))])
+    return nn.ModuleList([build(*level) for level in zip(*channels)])

@@ -3,13 +3,16 @@
 Only parameter and buffer names differ; the tensors map one to one. The official scheduler is not
 an ``nn.Module``, so its constants are never in a checkpoint (ours are non-persistent too).
 """
-import re
 from collections import OrderedDict
 from typing import Dict, Mapping
 
 import torch
 
-# (official pattern, ours), applied in order to each key.
+from .branch import LEGACY_BRANCH_KEYS
+from .legacy_keys import rename_key
+
+# (official pattern, the branch's names before it was split into two sides), applied in order
+# to each key; LEGACY_BRANCH_KEYS then gives today's names.
 _RENAMES = (
     (r'^trans\.', 'student_proj.'),
     (r'^ae\.', 'autoencoder.'),
@@ -40,10 +43,7 @@ def convert_official_state_dict(state_dict: Mapping[str, torch.Tensor],
     for key, value in state_dict.items():
         if not key.startswith(prefix):
             continue
-        new_key = key[len(prefix):]
-        for pattern, repl in _RENAMES:
-            new_key = re.sub(pattern, repl, new_key)
-        converted[new_key] = value
+        converted[rename_key(key[len(prefix):], _RENAMES + LEGACY_BRANCH_KEYS)] = value
     if not converted:
         raise KeyError(f'convert_official_state_dict: no key starts with prefix {prefix!r}; '
                        f'first keys are {list(state_dict)[:5]}.')

@@ -1,13 +1,15 @@
-"""DiffKD's target: the teacher feature, optionally standardised, optionally encoded by the AE."""
+"""DiffKD's teacher side: the target, the teacher feature optionally standardised and encoded."""
 from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from .autoencoder import LinearAutoEncoder
 
-#: ``None`` keeps the teacher's scale (official); ``'channel'`` standardises each channel.
-TARGET_NORMS = (None, 'channel')
+#: ``'auto'`` standardises maps and keeps vectors (logits) on their scale; ``'channel'`` always
+#: standardises each channel; ``None`` keeps the teacher's scale (official).
+TARGET_NORMS = ('auto', 'channel', None)
 
 
 def check_target_norm(value, owner: str, key: str = 'target_norm') -> Optional[str]:
@@ -15,6 +17,18 @@ def check_target_norm(value, owner: str, key: str = 'target_norm') -> Optional[s
     if value not in TARGET_NORMS:
         raise ValueError(f'{owner}: {key} must be one of {TARGET_NORMS}, got {value!r}.')
     return value
+
+
+def resolve_target_norm(target_norm: Optional[str], teacher_map: torch.Tensor) -> Optional[str]:
+    """The normalisation applied to one teacher map: ``'auto'`` resolved, the rest as given.
+
+    ``'auto'`` is ``'channel'`` for a map with more than one position (features, token grids)
+    and None for one without extent: logits, seen as (B, C, 1, 1), whose scale the KL
+    temperature sets, and which standardising over the batch alone would distort.
+    """
+    if target_norm == 'auto':
+        return 'channel' if teacher_map.shape[2:].numel() > 1 else None
+    return target_norm
 
 
 def standardize_channels(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
@@ -31,29 +45,65 @@ def standardize_channels(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     return (x - mean) * torch.rsqrt(var + eps)
 
 
-def encode_target(autoencoder: Optional[LinearAutoEncoder],
-                  teacher_feat: torch.Tensor,
-                  target_norm: Optional[str] = None) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """DiffKD's target for a teacher feature, and the AE's reconstruction loss.
+class DiffKDTarget(nn.Module):
+    """The detached target a student feature is denoised towards, and the AE's loss.
 
-    The teacher feature is detached first: no DiffKD term trains the teacher, even with
-    ``teacher_trainable=True`` (the official code relies on the teacher being frozen). With
-    ``target_norm='channel'`` it is standardised before anything else, so the AE reconstructs
-    (and its loss is measured on) the standardised feature.
+    For a teacher feature ``ft`` (B, Ct, H, W):
+
+    1. ``ft`` is detached: no DiffKD term trains the teacher, even with
+       ``teacher_trainable=True`` (the official code relies on the teacher being frozen);
+    2. with ``target_norm``, each channel is standardised over batch and positions
+       (:func:`standardize_channels`), so the AE reconstructs the standardised feature;
+    3. with ``ae_channels``: ``z = stopgrad(BN(conv1x1(ft)))`` and
+       ``loss_ae = mse(decoder(z), ft)``; without: ``z = ft``.
+
+    This class declares and documents DiffKD's target settings; ``DiffKDLoss`` and
+    ``DiffKDTeacherConnector`` take them as they are.
 
     Args:
-        autoencoder (LinearAutoEncoder, optional): None uses the (standardised) teacher feature.
-        teacher_feat (Tensor): (B, C, H, W).
-        target_norm (str, optional): One of :data:`TARGET_NORMS`. Defaults to None.
-
-    Returns:
-        tuple: the detached target ``z`` (B, L, H, W) and ``mse(rec, ft)`` (), or None
-        without an autoencoder.
+        teacher_channels (int): ``Ct``.
+        ae_channels (int, optional): Latent channels ``L`` of the linear AE; None (default)
+            uses no AE and ``L = Ct``.
+        target_norm (str, optional): ``'auto'`` (default) standardises every teacher map with
+            more than one position and keeps logits on their scale (:func:`resolve_target_norm`);
+            ``'channel'`` standardises always; None keeps the teacher's scale, as the official
+            code does. Standardising is our deviation: see docs/method.md.
     """
-    teacher_feat = teacher_feat.detach()
-    if target_norm == 'channel':
-        teacher_feat = standardize_channels(teacher_feat.float()).to(teacher_feat.dtype)
-    if autoencoder is None:
-        return teacher_feat, None
-    latent, reconstruction = autoencoder(teacher_feat)
-    return latent.detach(), F.mse_loss(reconstruction, teacher_feat)
+
+    def __init__(self,
+                 teacher_channels: int,
+                 ae_channels: Optional[int] = None,
+                 target_norm: Optional[str] = 'auto') -> None:
+        super().__init__()
+        owner = type(self).__name__
+        self.target_norm = check_target_norm(target_norm, owner)
+        for name, value in (('teacher_channels', teacher_channels), ('ae_channels', ae_channels)):
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f'{owner}: {name} must be a positive int, got {value!r}.')
+        self.teacher_channels = teacher_channels
+        self.autoencoder = None if ae_channels is None else LinearAutoEncoder(
+            teacher_channels, ae_channels)
+        #: ``L``: the channels of the target, and of the student's latent.
+        self.latent_channels = teacher_channels if ae_channels is None else ae_channels
+
+    def _normalized(self, teacher_feat: torch.Tensor) -> torch.Tensor:
+        teacher_feat = teacher_feat.detach()
+        if resolve_target_norm(self.target_norm, teacher_feat) == 'channel':
+            teacher_feat = standardize_channels(teacher_feat.float()).to(teacher_feat.dtype)
+        return teacher_feat
+
+    def forward(self, teacher_feat: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """Steps 1-3.
+
+        Args:
+            teacher_feat (Tensor): (B, Ct, H, W).
+
+        Returns:
+            tuple: the detached target ``z`` (B, L, H, W) and ``mse(rec, ft)`` (), or None
+            without an AE.
+        """
+        teacher_feat = self._normalized(teacher_feat)
+        if self.autoencoder is None:
+            return teacher_feat, None
+        latent, reconstruction = self.autoencoder(teacher_feat)
+        return latent.detach(), F.mse_loss(reconstruction, teacher_feat)

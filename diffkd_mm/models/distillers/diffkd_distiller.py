@@ -1,4 +1,5 @@
 """A ConfigurableDistiller that links DiffKD's connectors and names its loss entries."""
+import copy
 import difflib
 from typing import Dict, Optional
 
@@ -12,6 +13,52 @@ from ..losses import DiffKDDiffusionLoss
 from ..losses.multi_term import MultiTermLoss
 
 
+def _is_diffusion_entry(cfg) -> bool:
+    kind = cfg.get('type') if isinstance(cfg, dict) else None
+    return kind is DiffKDDiffusionLoss or (isinstance(kind, str)
+                                           and kind.split('.')[-1] == 'DiffKDDiffusionLoss')
+
+
+def complete_diffkd_config(kwargs: dict) -> dict:
+    """What a DiffKD connector config leaves out and the teacher connector determines.
+
+    For each ``DiffKDDiffusionLoss`` entry that names a teacher connector:
+
+    * the student connector's ``latent_channels``, when not set: the teacher connector's
+      ``ae_channels``, else its ``teacher_channels``;
+    * with an AE, the entry's ``teacher_feat`` mapping, when not set: the record its ``target``
+      comes from, without the connector (the AE's reconstruction loss is computed from it).
+
+    Args:
+        kwargs (dict): The distiller's config (``connectors``, ``distill_losses``,
+            ``loss_forward_mappings``); not modified.
+
+    Returns:
+        dict: A completed copy.
+    """
+    kwargs = copy.deepcopy(kwargs)
+    connectors = kwargs.get('connectors') or {}
+    mappings = kwargs.get('loss_forward_mappings') or {}
+    for name, loss in (kwargs.get('distill_losses') or {}).items():
+        if not _is_diffusion_entry(loss):
+            continue
+        student = connectors.get(loss.get('student_connector'))
+        teacher = connectors.get(loss.get('teacher_connector'))
+        if not isinstance(teacher, dict):
+            continue
+        if isinstance(student, dict) and student.get('latent_channels') is None:
+            student['latent_channels'] = teacher.get('ae_channels') or teacher.get(
+                'teacher_channels')
+        target = mappings.get(name, {}).get('target')
+        if teacher.get('ae_channels') and isinstance(target, dict) and \
+                'teacher_feat' not in mappings[name]:
+            mappings[name]['teacher_feat'] = {
+                key: value
+                for key, value in target.items() if key not in ('connector', 'connector_idx')
+            }
+    return kwargs
+
+
 @MODELS.register_module()
 class DiffKDDistiller(ConfigurableDistiller):
     """:class:`ConfigurableDistiller` with what DiffKD's connector style needs, and clearer errors.
@@ -19,6 +66,9 @@ class DiffKDDistiller(ConfigurableDistiller):
     DiffKD's loss entries (:class:`~diffkd_mm.models.losses.DiffKDLoss`) work in the stock
     ``ConfigurableDistiller``; this distiller adds:
 
+    * **Derived connector settings**: the student connector's ``latent_channels`` and the
+      diffusion entry's ``teacher_feat`` mapping follow from the teacher connector
+      (:func:`complete_diffkd_config`).
     * **Linked connectors.** Each :class:`~diffkd_mm.models.losses.DiffKDDiffusionLoss` entry is
       linked to the :class:`DiffKDStudentConnector` and :class:`DiffKDTeacherConnector` it names
       (as mmrazor's ``OFDDistiller`` initialises its connectors), after checking the names, the
@@ -33,7 +83,7 @@ class DiffKDDistiller(ConfigurableDistiller):
     """
 
     def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
+        super().__init__(**complete_diffkd_config(kwargs))
         self._connector_outputs: Optional[Dict[tuple, object]] = None
         for name, loss in self.distill_losses.items():
             if isinstance(loss, MultiTermLoss):
@@ -85,7 +135,7 @@ class DiffKDDistiller(ConfigurableDistiller):
                 # A denoiser, or an AE, that nothing trains would never learn.
                 untrained = isinstance(
                     found, DiffKDStudentConnector) or (isinstance(found, DiffKDTeacherConnector)
-                                                       and found.autoencoders is not None)
+                                                       and found.has_autoencoder)
                 if untrained and connector not in trained_by:
                     raise ValueError(
                         f'loss_forward_mappings.{mapping_name}.{arg}: connector {connector!r} '

@@ -19,11 +19,12 @@ class DiffKDDiffusionLoss(MultiTermLoss):
     * ``loss_ddim``: ``loss_weight * sum_levels mse(eps_theta(sqrt(ab_t) z + sqrt(1 - ab_t) eps,
       t), eps)``, with the student connector's noise predictor,
     * ``loss_ae``: ``ae_loss_weight * sum_levels mse(rec, ft)``: the teacher connector's AE
-      reconstruction loss of this iteration (with ``ae_channels``).
+      reconstruction loss on ``teacher_feat``, the teacher record itself (with ``ae_channels``).
 
     A ``DiffKDDistiller`` links the entry to the two connectors it names (they stay owned by
-    the distiller's ``connectors``) and checks the mapping; it returns the weighted sum and logs
-    each term as :class:`MultiTermLoss` does.
+    the distiller's ``connectors``), maps ``teacher_feat`` to the record ``target`` comes from
+    when the config does not, and checks the mapping; the entry returns the weighted sum and
+    logs each term as :class:`MultiTermLoss` does.
 
     Args:
         student_connector (str): Name of the :class:`DiffKDStudentConnector` in ``connectors``.
@@ -61,12 +62,15 @@ class DiffKDDiffusionLoss(MultiTermLoss):
         self._links = (student, teacher)
         student.linked = True
 
-    def forward(self, target: Features) -> torch.Tensor:
-        """Diffusion loss on the teacher target(s), plus the AE loss of this iteration.
+    def forward(self, target: Features, teacher_feat: Optional[Features] = None) -> torch.Tensor:
+        """Diffusion loss on the teacher target(s), plus the AE's reconstruction loss.
 
         Args:
             target (Tensor | Sequence[Tensor]): The teacher connector's output: (B, L, H, W),
                 (B, L) or (B, N, L) per level.
+            teacher_feat (Tensor | Sequence[Tensor], optional): The teacher record ``target``
+                was encoded from, (B, Ct, ...) per level; needed when the teacher connector has
+                an AE.
 
         Returns:
             Tensor: the weighted sum of the diffusion and AE terms, a scalar.
@@ -83,7 +87,11 @@ class DiffKDDiffusionLoss(MultiTermLoss):
                 for level, z in enumerate(targets)
             ],
             ae=[])
-        if teacher is not None and teacher.loss_ae is not None:
-            terms['ae'].append(teacher.loss_ae)
-            teacher.loss_ae = None  # consumed: counted once, and its graph freed
+        if teacher is not None and teacher.has_autoencoder:
+            if teacher_feat is None:
+                raise ValueError(
+                    f'{self.owner}: connectors.{self.teacher_connector} has an AE, whose '
+                    'reconstruction loss needs the teacher record: map teacher_feat to the '
+                    'record that target comes from, without a connector.')
+            terms['ae'].append(teacher.reconstruction_loss(teacher_feat))
         return self.reduce_terms(terms, dict(ddim=self.loss_weight, ae=self.ae_loss_weight))

@@ -1,14 +1,15 @@
 """DiffKD as an mmrazor distillation loss: one entry for one feature or a whole FPN tuple."""
+from functools import partial
 from typing import Iterator, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 
 from mmrazor.registry import MODELS
-from ..diffkd.branch import DiffKDOutput
-from ..diffkd.levels import (Features, build_branches, check_num_levels, from_maps, level_maps,
+from ..diffkd.branch import DiffKDBranch, DiffKDOutput
+from ..diffkd.levels import (Features, build_per_level, check_num_levels, from_maps, level_maps,
                              per_level)
-from ..diffkd.target import check_target_norm
+from ..diffkd.settings import check_settings
 from .multi_term import MultiTermLoss
 
 KD_LOSSES = ('mse', 'kl')
@@ -40,14 +41,8 @@ class DiffKDLoss(MultiTermLoss):
         student_channels (int | Sequence[int]): Student channels, one per level or one for all.
         teacher_channels (int | Sequence[int]): Teacher channels, likewise.
         num_levels (int): Feature pairs per call (e.g. 5 for a P3-P7 FPN). Defaults to 1.
-        kernel_size (int): 3 for spatial features, 1 for logits. Defaults to 3.
-        ae_channels (int, optional): Latent channels of the teacher AE; None (default) disables it.
-        inference_steps (int): DDIM steps on the student feature. Defaults to 5.
-        num_train_timesteps (int): Diffusion chain length T. Defaults to 1000.
-        schedule_steps (int, optional): DDIM schedule length; None means ``2 * inference_steps``
-            (official).
-        output_norm (bool): BN after the output conv1x1. Defaults to True.
-        with_cp (bool): Activation checkpointing through the DDIM loop. Defaults to False.
+        share_branch (bool): One DiffKD branch (projection, AE, denoiser, adapter) for all
+            levels instead of one per level; needs equal channels. Defaults to False.
         kd_loss (str): ``'mse'`` (features) or ``'kl'`` (logits). Defaults to ``'mse'``.
         tau (float): KL temperature. Defaults to 1.0.
         match_loss (dict, optional): Config of a registered mmrazor loss (``L2Loss``,
@@ -58,47 +53,34 @@ class DiffKDLoss(MultiTermLoss):
         loss_weight (float): Weight of the KD term. Defaults to 1.0.
         ddim_loss_weight (float): Weight of the diffusion term. Defaults to 1.0.
         ae_loss_weight (float): Weight of the AE term. Defaults to 1.0.
-        share_branch (bool): One DiffKD branch (projection, AE, denoiser, adapter) for all
-            levels instead of one per level; needs equal channels. Defaults to False.
         resize_student (str, optional): When student and teacher maps differ in size, resize the
             student feature to the teacher's with this ``F.interpolate`` mode. None (default)
             raises an error instead.
         nonfinite (str): ``'raise'`` (default), ``'skip'`` or ``'ignore'``: see
             :class:`MultiTermLoss`.
-        target_norm (str, optional): ``'channel'`` standardises each teacher channel (over batch
-            and positions) before the AE or as the target, so the KD, diffusion and AE terms are
-            on a unit scale whatever the teacher's (deviation from the official code, which
-            uses the raw feature); None keeps the teacher's scale. ``'auto'`` (default) means
-            ``'channel'`` for spatial features (``kernel_size=3`` with ``kd_loss='mse'``) and None
-            for logits (``kernel_size=1`` or ``kd_loss='kl'``, where the temperature sets the
-            scale).
+        **settings: DiffKD's settings, declared by the side they configure:
+            the teacher side's ``ae_channels`` and ``target_norm`` (see
+            :class:`~diffkd_mm.models.diffkd.DiffKDTarget`), the student side's ``kernel_size``,
+            ``inference_steps``, ``num_train_timesteps``, ``schedule_steps``, ``output_norm``
+            and ``with_cp`` (see :class:`~diffkd_mm.models.diffkd.DiffKDDenoiser`).
     """
 
     def __init__(self,
                  student_channels: Union[int, Sequence[int]],
                  teacher_channels: Union[int, Sequence[int]],
                  num_levels: int = 1,
-                 kernel_size: int = 3,
-                 ae_channels: Optional[int] = None,
-                 inference_steps: int = 5,
-                 num_train_timesteps: int = 1000,
-                 schedule_steps: Optional[int] = None,
-                 output_norm: bool = True,
-                 with_cp: bool = False,
+                 share_branch: bool = False,
                  kd_loss: str = 'mse',
                  tau: float = 1.0,
                  match_loss: Optional[dict] = None,
                  loss_weight: float = 1.0,
                  ddim_loss_weight: float = 1.0,
                  ae_loss_weight: float = 1.0,
-                 share_branch: bool = False,
                  resize_student: Optional[str] = None,
                  nonfinite: str = 'raise',
-                 target_norm: Optional[str] = 'auto') -> None:
+                 **settings) -> None:
         super().__init__(nonfinite)
-        if target_norm == 'auto':
-            target_norm = 'channel' if kernel_size == 3 and kd_loss == 'mse' else None
-        self.target_norm = check_target_norm(target_norm, 'DiffKDLoss')
+        check_settings('DiffKDLoss', settings, 'student', 'teacher')
         self.num_levels = check_num_levels(num_levels, 'DiffKDLoss')
         if kd_loss not in KD_LOSSES:
             raise ValueError(f'DiffKDLoss: kd_loss must be one of {KD_LOSSES}, got {kd_loss!r}.')
@@ -119,19 +101,9 @@ class DiffKDLoss(MultiTermLoss):
         self.ae_loss_weight = ae_loss_weight
         self.resize_student = resize_student
         self.share_branch = share_branch
-        self.branches = build_branches(
-            'DiffKDLoss',
-            self.student_channels,
-            self.teacher_channels,
-            share_branch,
-            kernel_size=kernel_size,
-            ae_channels=ae_channels,
-            inference_steps=inference_steps,
-            num_train_timesteps=num_train_timesteps,
-            schedule_steps=schedule_steps,
-            output_norm=output_norm,
-            with_cp=with_cp,
-            target_norm=self.target_norm)
+        self.branches = build_per_level('DiffKDLoss', share_branch,
+                                        partial(DiffKDBranch, **settings), self.student_channels,
+                                        self.teacher_channels)
 
     def branch(self, level: int):
         """The :class:`DiffKDBranch` that serves feature level ``level``."""

@@ -12,36 +12,15 @@ writes the returned losses, so the log shows, for the entry ``loss_diffkd_fpn``:
     distill.loss_diffkd_fpn_ae
 """
 import logging
-import sys
 from typing import Dict, List, Optional
 
 import torch
 from mmengine.logging import MessageHub, print_log
 from torch import nn
 
+from ..diffkd.log_keys import log_distill_scalar
+
 NONFINITE_POLICIES = ('raise', 'skip', 'ignore')
-#: The prefix every mmrazor distillation algorithm puts before its distiller's losses.
-DISTILL_PREFIX = 'distill.'
-
-
-def entry_name_from_distiller(module: nn.Module) -> Optional[str]:
-    """The key under which a ``ConfigurableDistiller`` calls ``module``, or None.
-
-    mmrazor's ``ConfigurableDistiller.compute_distill_losses`` (also used by every distiller
-    derived from it) calls each loss as ``loss_module(**forward_kwargs)`` in a loop over
-    ``loss_name``; mmrazor gives the loss no other way to learn its entry. Read-only, and only
-    trusted when that frame's ``loss_module`` is this very module.
-    """
-    frame = sys._getframe(1)
-    for _ in range(12):  # forward <- nn.Module call wrappers (their number varies) <- the loop
-        if frame is None:
-            return None
-        if (frame.f_code.co_name == 'compute_distill_losses'
-                and frame.f_locals.get('loss_module') is module):
-            name = frame.f_locals.get('loss_name')
-            return name if isinstance(name, str) else None
-        frame = frame.f_back
-    return None
 
 
 class MultiTermLoss(nn.Module):
@@ -67,10 +46,11 @@ class MultiTermLoss(nn.Module):
         self.input_sources: Dict[str, str] = {}
 
     def bind_entry(self, name: str, input_sources: Optional[Dict[str, str]] = None) -> None:
-        """Tell the loss its entry name and the recorded source of each input (by a distiller).
+        """Tell the loss its entry name and the recorded source of each input.
 
-        Without it, the name is read from the calling ``ConfigurableDistiller`` at the first
-        call (:func:`entry_name_from_distiller`).
+        Every ``ConfigurableDistiller`` (and distiller derived from it) calls it with the entry
+        name when it builds its losses (see :mod:`diffkd_mm.compat`); ``DiffKDDistiller`` adds
+        the sources. Unnamed, the loss still works but logs only its sum.
         """
         self.loss_name = name
         self.input_sources = dict(input_sources or {})
@@ -79,10 +59,6 @@ class MultiTermLoss(nn.Module):
     def owner(self) -> str:
         """How messages name this loss: its entry name when known, else its type."""
         return self.loss_name or type(self).__name__
-
-    def _learn_entry_name(self) -> None:
-        if self.loss_name is None:
-            self.loss_name = entry_name_from_distiller(self)
 
     def reduce_terms(self,
                      terms: Dict[str, List[torch.Tensor]],
@@ -99,7 +75,6 @@ class MultiTermLoss(nn.Module):
         Returns:
             Tensor: ``sum_name weights[name] * sum_levels terms[name]``, a scalar.
         """
-        self._learn_entry_name()
         terms = {name: values for name, values in terms.items() if values}
         weighted = {name: weights[name] * sum(values) for name, values in terms.items()}
         stats = stats or {}
@@ -118,10 +93,8 @@ class MultiTermLoss(nn.Module):
     def _log(self, values: Dict[str, float], stat_names) -> None:
         name = self.loss_name
         stem = name[len('loss_'):] if name.startswith('loss_') else name
-        hub = MessageHub.get_current_instance()
         for term, value in values.items():
-            key = f'{stem}_{term}' if term in stat_names else f'{name}_{term}'
-            hub.update_scalar(f'train/{DISTILL_PREFIX}{key}', value)
+            log_distill_scalar(f'{stem}_{term}' if term in stat_names else f'{name}_{term}', value)
 
     def _on_nonfinite(self, terms: Dict[str, List[torch.Tensor]]) -> torch.Tensor:
         bad = [(name, level, float(v)) for name, values in terms.items()
