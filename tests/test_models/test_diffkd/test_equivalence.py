@@ -20,7 +20,7 @@ from diffkd_mm.models import DiffKDLoss
 from diffkd_mm.models.diffkd.branch import LEGACY_BRANCH_KEYS
 from diffkd_mm.models.diffkd.legacy_keys import rename_key
 
-DATA = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'data')
+DATA = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'data')
 GOLDEN = torch.load(osp.join(DATA, 'diffkd_golden.pt'), weights_only=True)
 _spec = importlib.util.spec_from_file_location('make_golden',
                                                osp.join(DATA, 'make_diffkd_golden.py'))

@@ -51,7 +51,8 @@ runpy.run_path('tools/run_demo.py', run_name='__main__')
     out = subprocess.run([sys.executable, '-c', code, str(tmp_path)],
                          capture_output=True,
                          text=True,
-                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                         cwd=os.path.dirname(
+                             os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                          timeout=300)
     assert out.returncode == 1 and 'Traceback' not in out.stderr, out.stderr[-3000:]
     assert out.stderr.strip().splitlines()[-1].startswith(
