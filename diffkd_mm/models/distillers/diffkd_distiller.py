@@ -153,7 +153,8 @@ class DiffKDDistiller(ConfigurableDistiller):
         return found
 
     def _check_target_mapping(self, name: str, teacher_connector: Optional[str]) -> None:
-        record = self.loss_forward_mappings.get(name, {}).get('target')
+        mapping = self.loss_forward_mappings.get(name, {})
+        record = mapping.get('target')
         through = (f'connector={teacher_connector!r}' if teacher_connector else 'no connector')
         if (record is None or record.get('from_student', True)
                 or record.get('connector') != teacher_connector):
@@ -161,6 +162,13 @@ class DiffKDDistiller(ConfigurableDistiller):
                 f'loss_forward_mappings.{name}.target must be a teacher record '
                 f'(from_student=False) through {through}, as the matching loss sees the '
                 f'target; got {record!r}.')
+        source = mapping.get('teacher_feat')
+        if source is not None and (source.get('from_student', True) or source.get('connector')
+                                   or source.get('recorder') != record.get('recorder')):
+            raise ValueError(
+                f'loss_forward_mappings.{name}.teacher_feat must be the teacher record that '
+                f'target comes from (from_student=False, recorder={record.get("recorder")!r}), '
+                f'without a connector: the AE reconstructs it; got {source!r}.')
 
     def get_record(self,
                    recorder: str,

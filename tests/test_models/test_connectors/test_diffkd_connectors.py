@@ -248,6 +248,17 @@ def test_latent_channels_and_teacher_feat_are_derived_from_the_teacher_connector
         DiffKDStudentConnector(4)
 
 
+def test_teacher_feat_must_be_the_teacher_record_of_the_target():
+    cfg = connector_cfg()
+    cfg['distiller']['loss_forward_mappings']['loss_diffkd']['teacher_feat'] = dict(
+        from_student=False, recorder='feat', connector='diffkd_t')
+    with pytest.raises(
+            ValueError,
+            match=r'loss_forward_mappings.loss_diffkd.teacher_feat must be the teacher record '
+            r"that target comes from \(from_student=False, recorder='feat'\), without a connector"):
+        build(cfg)
+
+
 def test_ae_loss_needs_the_teacher_record():
     algo = build(connector_cfg())
     loss = algo.distiller.distill_losses['loss_diffkd']
