@@ -1,4 +1,4 @@
-"""A ConfigurableDistiller that links DiffKD's connectors and names its loss entries."""
+"""A ConfigurableDistiller that links DiffKD's connectors and names where inputs come from."""
 import copy
 import difflib
 from typing import Dict, Optional
