@@ -6,6 +6,7 @@ import statistics
 from typing import Dict, List, Optional, Sequence
 
 from ..fileio import atomic_copy, atomic_write_text, save_figure
+from .paired import paired_table
 from .settings import DemoSettings, method_title
 
 #: Curves averaged over this many iterations before plotting (the raw ones are noisy).
@@ -130,6 +131,8 @@ def write_report(run_dir: str, settings: DemoSettings, records: List[dict],
             'validation images. s / iter: median seconds per training iteration '
             '(after 5 warm-up iterations), median over seeds.', '', *task_table(records, task), ''
         ]
+        paired = paired_table(records, task, method_title)
+        lines += paired + [''] if paired else []
         runs = {
             r['method']: r
             for r in records if r['task'] == task and r['seed'] == settings.seeds[0]

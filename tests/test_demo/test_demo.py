@@ -61,6 +61,11 @@ def test_quick_demo_runs_both_tasks_and_writes_report_and_records(tmp_path):
         assert r['s_per_iter'] > 0, r  # every model of this run was trained, none cached
     assert '| Student + DiffKD |' in md and '| Student + PKD |' in md and '± ' in md
     assert '## det' in md and '## seg' in md and '![' in md
+    # Two seeds: each KD method against no KD, FitNet and PKD, paired by seed, in the report
+    # and in what the run prints.
+    for pair in ('Student + DiffKD - Student (no KD)', 'Student + DiffKD - Student + FitNet',
+                 'Student + DiffKD - Student + PKD', 'Student + PKD - Student + FitNet'):
+        assert md.count(f'| {pair} | 2 | ') == 2 and stdout.count(f'| {pair} | 2 | ') == 2, pair
     # One progress line per run, ended with its metric; each run's full output in its folder.
     run_dir = osp.dirname(report_dir)
     for task in ('det', 'seg'):

@@ -1,0 +1,95 @@
+"""Differences between methods paired by seed, with their 95% intervals.
+
+Every method of a seed sees that seed's data, teacher and student initialisation, so methods are
+compared seed by seed: for methods A and B on the seeds both ran,
+``d_s = value(A, s) - value(B, s)``, and the report gives the mean of ``d_s`` with its 95%
+t-interval ``mean ± t_{0.975, n-1} * std(d) / sqrt(n)``. A difference is significant when the
+interval excludes zero.
+"""
+import math
+import statistics
+from typing import Dict, List, NamedTuple, Optional, Sequence
+
+#: The comparisons the report makes: each KD method against these baselines, when present.
+BASELINES = ('student', 'fitnet', 'pkd')
+
+
+class PairedDifference(NamedTuple):
+    """``method - baseline`` over ``n`` common seeds: mean and 95% interval (None for n < 2)."""
+    method: str
+    baseline: str
+    n: int
+    mean: float
+    low: Optional[float]
+    high: Optional[float]
+
+    @property
+    def significant(self) -> Optional[bool]:
+        """True when the 95% interval excludes zero; None without an interval."""
+        if self.low is None:
+            return None
+        return bool(self.low > 0 or self.high < 0)
+
+
+def paired_difference(method: str, baseline: str, values: Dict[str, Dict[int, float]]):
+    """``values[method] - values[baseline]`` paired by seed; None without a common seed.
+
+    Args:
+        method (str): The method compared.
+        baseline (str): The method it is compared with.
+        values (dict): ``{method: {seed: metric}}``.
+
+    Returns:
+        PairedDifference | None
+    """
+    seeds = sorted(set(values.get(method, {})) & set(values.get(baseline, {})))
+    if not seeds:
+        return None
+    diffs = [values[method][s] - values[baseline][s] for s in seeds]
+    mean = statistics.mean(diffs)
+    if len(diffs) < 2:
+        return PairedDifference(method, baseline, 1, mean, None, None)
+    from scipy.stats import t
+    half = float(t.ppf(0.975, len(diffs) - 1)) * statistics.stdev(diffs) / math.sqrt(len(diffs))
+    return PairedDifference(method, baseline, len(diffs), mean, mean - half, mean + half)
+
+
+def task_values(records: Sequence[dict], task: str) -> Dict[str, Dict[int, float]]:
+    """``{method: {seed: value}}`` of one task's records."""
+    values: Dict[str, Dict[int, float]] = {}
+    for r in records:
+        if r['task'] == task:
+            values.setdefault(r['method'], {})[r['seed']] = r['value']
+    return values
+
+
+def paired_table(records: Sequence[dict], task: str, title=lambda m: m) -> List[str]:
+    """Markdown rows: each KD method against no KD, FitNet and PKD, paired by seed (FitNet
+    against no KD, PKD against no KD and FitNet); none for pairs with fewer than 2 seeds.
+
+    Args:
+        records (Sequence[dict]): Records with ``task``, ``seed``, ``method``, ``value``.
+        task (str): The task whose records are compared.
+        title (callable): A method's name in the table.
+    """
+    values = task_values(records, task)
+    rows = []
+    for method in values:
+        if method in ('teacher', 'student'):
+            continue
+        # A baseline is compared only with those before it: each pair appears once.
+        compared = BASELINES[:BASELINES.index(method)] if method in BASELINES else BASELINES
+        for baseline in compared:
+            d = paired_difference(method, baseline, values)
+            if d is None or d.low is None:  # one seed: the seed table already shows it
+                continue
+            verdict = 'yes, above' if d.low > 0 else 'yes, below' if d.high < 0 else 'no'
+            rows.append(f'| {title(method)} - {title(baseline)} | {d.n} | {d.mean:+.2f} | '
+                        f'[{d.low:+.2f}, {d.high:+.2f}] | {verdict} |')
+    if not rows:
+        return []
+    return [
+        'Paired by seed: the mean of the per-seed differences and its 95% t-interval; '
+        'significant when the interval excludes zero.', '',
+        '| difference | seeds | mean | 95% interval | significant |', '|---|---|---|---|---|', *rows
+    ]

@@ -1,0 +1,92 @@
+"""Differences paired by seed: the numbers, the verdicts, the report section and the tool."""
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+
+import diffkd_mm
+from diffkd_mm.demo.paired import paired_difference, paired_table
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(diffkd_mm.__file__)))
+TOOL = osp.join(ROOT, 'tools', 'analysis_tools', 'paired_results.py')
+
+
+def _records(task, table):
+    return [
+        dict(task=task, seed=seed, method=method, metric='mAP', value=value)
+        for method, per_seed in table.items() for seed, value in per_seed.items()
+    ]
+
+
+def test_paired_difference_is_the_t_interval_of_the_per_seed_differences():
+    """d = (1, 2, 3): mean 2, std 1, t(0.975, 2) = 4.3027 -> 2 ± 4.3027 / sqrt(3)."""
+    values = dict(a={0: 11.0, 1: 12.0, 2: 13.0, 5: 99.0}, b={0: 10.0, 1: 10.0, 2: 10.0})
+    d = paired_difference('a', 'b', values)
+    assert (d.n, d.mean) == (3, 2.0)  # seed 5 has no pair
+    assert d.low == pytest.approx(2 - 4.302653 / 3**0.5, rel=1e-6)
+    assert d.high == pytest.approx(2 + 4.302653 / 3**0.5, rel=1e-6)
+    assert d.significant is False
+    shifted = paired_difference('a', 'b', dict(a={0: 11.0, 1: 11.1, 2: 10.9}, b=values['b']))
+    assert shifted.significant is True and shifted.low > 0
+    one = paired_difference('a', 'b', dict(a={0: 11.0}, b={0: 10.0}))
+    assert (one.n, one.mean, one.low, one.significant) == (1, 1.0, None, None)
+    assert paired_difference('a', 'b', dict(a={0: 1.0}, b={1: 1.0})) is None
+
+
+def test_table_compares_each_pair_once_and_says_which_way():
+    records = _records(
+        'det',
+        dict(
+            teacher={
+                0: 30,
+                1: 31,
+                2: 29
+            },
+            student={
+                0: 10,
+                1: 11,
+                2: 12
+            },
+            fitnet={
+                0: 12,
+                1: 13,
+                2: 14.2
+            },
+            diffkd={
+                0: 11,
+                1: 12.1,
+                2: 12.9
+            }))
+    rows = [
+        line for line in paired_table(records, 'det') if line.startswith('| ') and ' - ' in line
+    ]
+    assert [row.split(' | ')[0]
+            for row in rows] == ['| fitnet - student', '| diffkd - student', '| diffkd - fitnet']
+    assert rows[0].endswith('| yes, above |') and rows[2].endswith('| yes, below |')
+    one_seed = _records('det', dict(student={0: 10.0}, diffkd={0: 11.0}))
+    assert paired_table(one_seed, 'det') == []  # the seed table already shows it
+
+
+def test_shipped_records_give_the_paired_differences_the_docs_quote():
+    out = subprocess.run(
+        [sys.executable, TOOL,
+         osp.join(ROOT, 'docs', 'results', 'embedded_benchmark.json')],
+        capture_output=True,
+        text=True,
+        timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert '| Student + DiffKD - Student + FitNet | 3 | -1.23 | [-1.87, -0.58] | yes, below |' \
+        in out.stdout
+    assert '| Student + DiffKD - Student + PKD | 3 | +1.43 | [-1.81, +4.68] | no |' in out.stdout
+
+
+def test_tool_names_a_file_that_is_not_records(tmp_path):
+    bad = tmp_path / 'x.json'
+    bad.write_text('{"not": "records"}')
+    out = subprocess.run([sys.executable, TOOL, str(bad)],
+                         capture_output=True,
+                         text=True,
+                         timeout=300)
+    assert out.returncode == 1 and 'Traceback' not in out.stderr
+    assert f'paired_results.py: {bad} is not a records file of tools/run_demo.py' in out.stderr
