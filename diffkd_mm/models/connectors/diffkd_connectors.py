@@ -73,6 +73,7 @@ class DiffKDStudentConnector(_LinkedConnector):
     def __init__(self,
                  student_channels: Union[int, Sequence[int]],
                  latent_channels: Optional[Union[int, Sequence[int]]] = None,
+                 *,
                  num_levels: int = 1,
                  share_branch: bool = False,
                  init_cfg: Optional[dict] = None,
@@ -152,6 +153,7 @@ class DiffKDTeacherConnector(_LinkedConnector):
 
     def __init__(self,
                  teacher_channels: Union[int, Sequence[int]],
+                 *,
                  num_levels: int = 1,
                  init_cfg: Optional[dict] = None,
                  **target_settings) -> None:

@@ -69,6 +69,7 @@ class DiffKDLoss(MultiTermLoss):
                  student_channels: Union[int, Sequence[int]],
                  teacher_channels: Union[int, Sequence[int]],
                  num_levels: int = 1,
+                 *,
                  share_branch: bool = False,
                  kd_loss: str = 'mse',
                  tau: float = 1.0,

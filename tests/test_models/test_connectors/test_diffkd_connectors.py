@@ -300,3 +300,11 @@ def test_weights_saved_before_the_sides_were_split_still_load():
     loss.load_state_dict(old)
     assert torch.equal(loss.branches[0].denoiser.student_proj.weight,
                        old['branches.0.student_proj.weight'])
+
+
+def test_settings_are_keywords_only():
+    """The settings once had other positions: a positional one is refused, never misread."""
+    for build_it in (lambda: DiffKDTeacherConnector(16, 8), lambda: DiffKDStudentConnector(4, 8, 1),
+                     lambda: DiffKDLoss(4, 8, 1, 3)):
+        with pytest.raises(TypeError, match='positional argument'):
+            build_it()
