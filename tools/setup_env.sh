@@ -47,8 +47,25 @@ echo "[setup] stack: $STACK ($(grep -E '^torch' "$TORCH_REQ" | tr '\n' ' '))"
 echo "[setup] python: $("$PY" --version) at $VENV"
 
 phase "build tools + torch"
-# --upgrade-strategy only-if-needed: a second run installs nothing.
-"${PIP[@]}" install -q -r "$ROOT/requirements/build.txt" -r "$TORCH_REQ"
+if ! "$PY" -c 'import torch' 2>/dev/null; then
+  # torch is the bulk of a stack: its CUDA build and the nvidia-* wheels it pulls take ~6 GiB in
+  # the environment, plus the downloads while pip installs them. A full disk mid-install leaves a
+  # broken environment and an OSError; say it before starting instead.
+  need_gib="${DIFFKD_MIN_FREE_GIB:-$([ "$STACK" = torch2.1 ] && echo 9 || echo 7)}"
+  for dir in "$VENV" "${TMPDIR:-/tmp}"; do
+    free_gib=$(df -Pk "$dir" | awk 'NR == 2 {printf "%.1f", $4 / 1048576}')
+    if awk -v f="$free_gib" -v n="$need_gib" 'BEGIN {exit !(f < n)}'; then
+      echo "[setup] ERROR: installing torch for the '$STACK' stack needs about $need_gib GiB free;" \
+        "the disk holding $dir has $free_gib GiB. Free some space, or put the environment and" \
+        "pip's downloads on a larger disk (DIFFKD_VENV=/path, TMPDIR=/path);" \
+        "DIFFKD_MIN_FREE_GIB=N changes the threshold." >&2
+      exit 1
+    fi
+  done
+fi
+# --no-cache-dir: a copy of the torch wheels in pip's cache would double their footprint on disk.
+# A second run installs nothing (pip's default --upgrade-strategy is only-if-needed).
+"${PIP[@]}" install -q --no-cache-dir -r "$ROOT/requirements/build.txt" -r "$TORCH_REQ"
 
 TORCH_VERSION=$("$PY" -c 'import torch; print(torch.__version__.split("+")[0])')
 TORCH_ABI=$("$PY" -c 'import torch; print(int(torch._C._GLIBCXX_USE_CXX11_ABI))')
