@@ -15,6 +15,7 @@ import os.path as osp
 import re
 import shutil
 import tempfile
+import time
 import uuid
 from typing import IO, Callable, Iterator, List, Optional
 
@@ -241,3 +242,37 @@ def publish_directory(target: str, fill: Callable[[str], None], owner_file: str,
         raise
     _fsync_folder(parent)
     return True
+
+
+def cache_root() -> str:
+    """The project's cache folder: ``$DIFFKD_CACHE_DIR``, else ``$XDG_CACHE_HOME/diffkd_mm``
+    (``~/.cache/diffkd_mm``). Each cache (the main job's teachers, the denoiser warm-ups) keeps
+    a sub-folder of it."""
+    return os.environ.get('DIFFKD_CACHE_DIR') or osp.join(
+        os.environ.get('XDG_CACHE_HOME', osp.expanduser('~/.cache')), 'diffkd_mm')
+
+
+def set_aside(path: str) -> Optional[str]:
+    """Rename an unusable cache file to ``<path>.bad-<time>[-n]``, never over an existing file.
+
+    A cache file that cannot be used is kept (for a look) rather than deleted, and out of the
+    way of the next run, which writes a new one.
+
+    Args:
+        path (str): The cache file.
+
+    Returns:
+        str or None: The new name; None if the file was gone already (a concurrent run set it
+        aside first).
+    """
+    stamp = time.strftime('%Y%m%d-%H%M%S')
+    for n in range(100):
+        aside = f'{path}.bad-{stamp}' + (f'-{n}' if n else '')
+        if osp.lexists(aside):
+            continue
+        try:
+            os.rename(path, aside)
+        except FileNotFoundError:
+            return None
+        return aside
+    raise FileExistsError(f'{path}: 100 set-aside copies from this second already exist')

@@ -19,7 +19,7 @@ from mmengine.runner import Runner
 
 from ..datasets import ensure_dataset
 from ..engine.checkpoint import CheckpointError, CheckpointGuard
-from ..fileio import DiskFullError
+from ..fileio import DiskFullError, cache_root
 from ..models.losses import DiffKDLoss
 from ..visualization import denoising_figure, record_denoising
 from .console import Console
@@ -43,9 +43,7 @@ def default_config_dir() -> str:
 
 
 def _cache_dir(settings: DemoSettings) -> str:
-    root = settings.cache_dir or os.environ.get('DIFFKD_CACHE_DIR') or osp.join(
-        os.environ.get('XDG_CACHE_HOME', osp.expanduser('~/.cache')), 'diffkd_mm')
-    return osp.join(root, 'demo')
+    return osp.join(settings.cache_dir or cache_root(), 'demo')
 
 
 def config_path(config_dir: str, task: str, method: str) -> str:

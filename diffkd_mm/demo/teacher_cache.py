@@ -8,13 +8,12 @@ run asks for, is set aside (renamed next to it, never deleted) with a one-line w
 teacher is trained again. A user never has to find and delete a cache file by hand.
 """
 import logging
-import os
 import os.path as osp
-import time
 from typing import Optional
 
 from mmengine.logging import print_log
 
+from .. import fileio
 from ..engine.checkpoint import CheckpointError, load_checkpoint_file, save_checkpoint_atomic
 from ..fileio import remove_stale_temporaries
 
@@ -23,7 +22,7 @@ META_KEY = 'demo_teacher'
 
 
 def set_aside(path: str, reason: str) -> Optional[str]:
-    """Rename a damaged or stale cache file to ``<path>.bad-<time>[-n]`` and warn in one line.
+    """Rename a damaged or stale cached teacher to ``<path>.bad-<time>[-n]``; warn in one line.
 
     Args:
         path (str): The cache file.
@@ -33,22 +32,14 @@ def set_aside(path: str, reason: str) -> Optional[str]:
         str or None: The new name; None if the file was gone already (a concurrent run set it
         aside first).
     """
-    stamp = time.strftime('%Y%m%d-%H%M%S')
-    for n in range(100):
-        aside = f'{path}.bad-{stamp}' + (f'-{n}' if n else '')
-        if osp.lexists(aside):
-            continue
-        try:
-            os.rename(path, aside)
-        except FileNotFoundError:
-            return None
+    aside = fileio.set_aside(path)
+    if aside is not None:
         print_log(
             f'[demo] cached teacher {path} {reason}: set aside as {osp.basename(aside)}, '
             'training the teacher again',
             logger='current',
             level=logging.WARNING)
-        return aside
-    raise FileExistsError(f'{path}: 100 set-aside copies from this second already exist')
+    return aside
 
 
 def _problem(path: str, record: dict) -> Optional[str]:

@@ -1,6 +1,7 @@
 from .checkpoint import (CheckpointError, CheckpointGuard, MismatchedCheckpointError,
                          OfflineCheckpointError, UnreadableCheckpointError, UnsafeCheckpointError,
                          find_resumable_checkpoint, load_checkpoint_file, save_checkpoint_atomic)
+from .diffkd_warmup import DiffKDWarmupHook
 from .distributed import CPUDistributedDataParallel, close_distributed, setup_cpu_distributed
 from .entry import (add_launcher_arguments, exit_on_checkpoint_error, exit_on_full_disk,
                     load_entry_config)
@@ -9,8 +10,9 @@ from .optim import CPUAmpOptimWrapper
 
 __all__ = [
     'add_launcher_arguments', 'CPUAmpOptimWrapper', 'CPUDistributedDataParallel', 'CheckpointError',
-    'CheckpointGuard', 'close_distributed', 'MismatchedCheckpointError', 'OfflineCheckpointError',
-    'TorchRNGStateHook', 'UnreadableCheckpointError', 'UnsafeCheckpointError',
-    'exit_on_checkpoint_error', 'exit_on_full_disk', 'find_resumable_checkpoint',
-    'load_checkpoint_file', 'load_entry_config', 'save_checkpoint_atomic', 'setup_cpu_distributed'
+    'CheckpointGuard', 'close_distributed', 'DiffKDWarmupHook', 'MismatchedCheckpointError',
+    'OfflineCheckpointError', 'TorchRNGStateHook', 'UnreadableCheckpointError',
+    'UnsafeCheckpointError', 'exit_on_checkpoint_error', 'exit_on_full_disk',
+    'find_resumable_checkpoint', 'load_checkpoint_file', 'load_entry_config',
+    'save_checkpoint_atomic', 'setup_cpu_distributed'
 ]

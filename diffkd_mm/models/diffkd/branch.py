@@ -51,8 +51,8 @@ class DiffKDBranch(nn.Module):
         teacher_channels (int): ``Ct``.
         **settings: The teacher side's (``ae_channels``, ``target_norm``: see
             :class:`DiffKDTarget`) and the student side's (``kernel_size``, ``inference_steps``,
-            ``num_train_timesteps``, ``schedule_steps``, ``output_norm``, ``with_cp``: see
-            :class:`DiffKDDenoiser`).
+            ``num_train_timesteps``, ``schedule_steps``, ``output_norm``, ``with_cp``,
+            ``kd_trains_predictor``: see :class:`DiffKDDenoiser`).
     """
 
     def __init__(self, student_channels: int, teacher_channels: int, **settings) -> None:

@@ -4,6 +4,7 @@ from typing import Optional, Tuple
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.func import functional_call
 from torch.utils.checkpoint import checkpoint
 
 from .ddim_scheduler import DDIMScheduler
@@ -42,6 +43,13 @@ class DiffKDDenoiser(nn.Module):
             identical gradients, less memory, one more predictor forward per step. BN running
             statistics are updated again by the recomputation (they are never used: nothing of
             DiffKD runs at inference). Defaults to False.
+        kd_trains_predictor (bool): Whether the gradient of the matching (KD) loss, which flows
+            back through the DDIM loop, also trains the noise predictor's weights. True (default)
+            is the paper and the official code: the predictor learns from its diffusion loss and
+            from the KD loss, and can absorb part of the student-teacher mismatch. False: the
+            predictor's weights learn from the diffusion loss only; the KD gradient still passes
+            through the predictor to the student, its projection, the noise adapter and the
+            output projection, unchanged.
     """
 
     def __init__(self,
@@ -52,7 +60,8 @@ class DiffKDDenoiser(nn.Module):
                  num_train_timesteps: int = 1000,
                  schedule_steps: Optional[int] = None,
                  output_norm: bool = True,
-                 with_cp: bool = False) -> None:
+                 with_cp: bool = False,
+                 kd_trains_predictor: bool = True) -> None:
         super().__init__()
         owner = type(self).__name__
         check_kernel_size(kernel_size, owner)
@@ -67,7 +76,11 @@ class DiffKDDenoiser(nn.Module):
                 'bottleneck divides them by 8.')
         self.student_channels = student_channels
         self.latent_channels = latent_channels
+        if not isinstance(kd_trains_predictor, bool):
+            raise ValueError(f'{owner}: kd_trains_predictor must be True (official) or False, '
+                             f'got {kd_trains_predictor!r}.')
         self.with_cp = with_cp
+        self.kd_trains_predictor = kd_trains_predictor
         self.student_proj = nn.Conv2d(student_channels, latent_channels, 1)
         self.noise_predictor = NoisePredictor(latent_channels, kernel_size)
         self.noise_adapter = NoiseAdapter(latent_channels, kernel_size)
@@ -94,16 +107,32 @@ class DiffKDDenoiser(nn.Module):
         gate = self.noise_adapter(student_latent)
         g = gate.view(-1, *(1, ) * (student_latent.dim() - 1)).to(student_latent.dtype)
         x = g * student_latent + (1 - g) * noise
+        predictor = self._predictor_for_kd()
         use_cp = self.with_cp and torch.is_grad_enabled()
         for k in range(self.scheduler.inference_steps):
             # One t per sample, as in the diffusion loss: one predictor signature for both.
             t = self.scheduler.timesteps[k].repeat(x.shape[0])
             if use_cp:
-                eps = checkpoint(self.noise_predictor, x, t, use_reentrant=False)
+                eps = checkpoint(predictor, x, t, use_reentrant=False)
             else:
-                eps = self.noise_predictor(x, t)
+                eps = predictor(x, t)
             x = self.scheduler.step(eps, k, x)
         return x, gate
+
+    def _predictor_for_kd(self):
+        """The noise predictor as the DDIM loop calls it: ``(x, t) -> eps``.
+
+        With ``kd_trains_predictor=False`` it runs on detached copies of its weights: the same
+        function of ``x`` (gradients reach ``x``), but nothing reaches the weights. Its buffers
+        (BN running statistics) are the module's own and are updated as usual.
+        """
+        if self.kd_trains_predictor or not torch.is_grad_enabled():
+            return self.noise_predictor
+        weights = {
+            name: weight.detach()
+            for name, weight in self.noise_predictor.named_parameters()
+        }
+        return lambda x, t: functional_call(self.noise_predictor, weights, (x, t))
 
     def forward(
             self,

@@ -1,7 +1,8 @@
 """The loss entry that trains the DiffKD connectors: diffusion loss and AE reconstruction."""
-from typing import Optional
+from typing import Dict, List, Optional
 
 import torch
+from torch import nn
 
 from mmrazor.registry import MODELS
 from ..diffkd.levels import Features, as_levels, to_maps
@@ -75,11 +76,37 @@ class DiffKDDiffusionLoss(MultiTermLoss):
         Returns:
             Tensor: the weighted sum of the diffusion and AE terms, a scalar.
         """
+        return self.reduce_terms(
+            self._terms(target, teacher_feat), dict(ddim=self.loss_weight, ae=self.ae_loss_weight))
+
+    def teacher_side_terms(self,
+                           target: Features,
+                           teacher_feat: Optional[Features] = None) -> Dict[str, torch.Tensor]:
+        """:meth:`forward`'s terms, weighted and without logging, for a denoiser warm-up
+        (:class:`~diffkd_mm.engine.DiffKDWarmupHook`): ``ddim`` and, with an AE, ``ae``."""
+        weights = dict(ddim=self.loss_weight, ae=self.ae_loss_weight)
+        return {
+            name: weights[name] * sum(values)
+            for name, values in self._terms(target, teacher_feat).items() if values
+        }
+
+    def teacher_side_modules(self) -> List[nn.Module]:
+        """What the entry trains: the student connector's noise predictors and the teacher
+        connector's targets (their AEs)."""
+        student, teacher = self._linked()
+        modules = [branch.noise_predictor for branch in student.branches]
+        return modules + ([teacher] if teacher is not None else [])
+
+    def _linked(self):
         if self._links is None:
             raise RuntimeError(
                 f'{self.owner}: not linked to its connectors; DiffKDDiffusionLoss needs '
                 'distiller type=\'DiffKDDistiller\'.')
-        student, teacher = self._links
+        return self._links
+
+    def _terms(self, target: Features,
+               teacher_feat: Optional[Features]) -> Dict[str, List[torch.Tensor]]:
+        student, teacher = self._linked()
         targets = as_levels(target, student.num_levels, self.owner, 'target')
         terms = dict(
             ddim=[
@@ -94,4 +121,4 @@ class DiffKDDiffusionLoss(MultiTermLoss):
                     'reconstruction loss needs the teacher record: map teacher_feat to the '
                     'record that target comes from, without a connector.')
             terms['ae'].append(teacher.reconstruction_loss(teacher_feat))
-        return self.reduce_terms(terms, dict(ddim=self.loss_weight, ae=self.ae_loss_weight))
+        return terms

@@ -1,9 +1,10 @@
 """DiffKD as an mmrazor distillation loss: one entry for one feature or a whole FPN tuple."""
 from functools import partial
-from typing import Iterator, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from mmrazor.registry import MODELS
 from ..diffkd.branch import DiffKDBranch, DiffKDOutput
@@ -61,8 +62,9 @@ class DiffKDLoss(MultiTermLoss):
         **settings: DiffKD's settings, declared by the side they configure:
             the teacher side's ``ae_channels`` and ``target_norm`` (see
             :class:`~diffkd_mm.models.diffkd.DiffKDTarget`), the student side's ``kernel_size``,
-            ``inference_steps``, ``num_train_timesteps``, ``schedule_steps``, ``output_norm``
-            and ``with_cp`` (see :class:`~diffkd_mm.models.diffkd.DiffKDDenoiser`).
+            ``inference_steps``, ``num_train_timesteps``, ``schedule_steps``, ``output_norm``,
+            ``with_cp`` and ``kd_trains_predictor`` (see
+            :class:`~diffkd_mm.models.diffkd.DiffKDDenoiser`).
     """
 
     def __init__(self,
@@ -154,6 +156,38 @@ class DiffKDLoss(MultiTermLoss):
         """
         for level, (s, t, like) in enumerate(self.feature_pairs(preds_S, preds_T)):
             yield self.branch(level)(s, t), like
+
+    # ------------------------------------------------------------------ teacher side alone
+    def teacher_side_terms(self, preds_T: Features) -> Dict[str, torch.Tensor]:
+        """DiffKD's terms that need no student: the diffusion and AE losses on the teacher.
+
+        For a denoiser warm-up (:class:`~diffkd_mm.engine.DiffKDWarmupHook`): the same targets
+        and losses as :meth:`forward` computes, with its weights, without logging.
+
+        Args:
+            preds_T (Tensor | Sequence[Tensor]): Teacher feature(s), as for :meth:`forward`.
+
+        Returns:
+            dict[str, Tensor]: ``ddim`` and, with an AE, ``ae``: weighted sums over levels, ().
+        """
+        terms = dict(ddim=[], ae=[])
+        for level, (t, _) in enumerate(
+                level_maps(preds_T, self.num_levels, self.teacher_channels, self.owner, 'preds_T',
+                           'teacher_channels', self.input_sources.get('preds_T'))):
+            branch = self.branch(level)
+            target, loss_ae = branch.target(t)
+            terms['ddim'].append(branch.denoiser.diffusion_loss(target))
+            if loss_ae is not None:
+                terms['ae'].append(loss_ae)
+        weights = dict(ddim=self.ddim_loss_weight, ae=self.ae_loss_weight)
+        return {name: weights[name] * sum(values) for name, values in terms.items() if values}
+
+    def teacher_side_modules(self) -> List[nn.Module]:
+        """What :meth:`teacher_side_terms` trains: each branch's noise predictor and target."""
+        return [
+            module for branch in self.branches
+            for module in (branch.denoiser.noise_predictor, branch.target)
+        ]
 
     # ------------------------------------------------------------------ losses
     def match(self, refined: torch.Tensor, target: torch.Tensor,
