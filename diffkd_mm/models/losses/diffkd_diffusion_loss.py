@@ -6,7 +6,7 @@ from torch import nn
 
 from mmrazor.registry import MODELS
 from ..diffkd.levels import Features, as_levels, to_maps
-from .multi_term import MultiTermLoss
+from .multi_term import MultiTermLoss, weighted_terms
 
 
 @MODELS.register_module()
@@ -84,11 +84,8 @@ class DiffKDDiffusionLoss(MultiTermLoss):
                            teacher_feat: Optional[Features] = None) -> Dict[str, torch.Tensor]:
         """:meth:`forward`'s terms, weighted and without logging, for a denoiser warm-up
         (:class:`~diffkd_mm.engine.DiffKDWarmupHook`): ``ddim`` and, with an AE, ``ae``."""
-        weights = dict(ddim=self.loss_weight, ae=self.ae_loss_weight)
-        return {
-            name: weights[name] * sum(values)
-            for name, values in self._terms(target, teacher_feat).items() if values
-        }
+        return weighted_terms(
+            self._terms(target, teacher_feat), dict(ddim=self.loss_weight, ae=self.ae_loss_weight))
 
     def teacher_side_modules(self) -> List[nn.Module]:
         """What the entry trains: the student connector's noise predictors and the teacher

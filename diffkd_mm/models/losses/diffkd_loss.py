@@ -11,7 +11,7 @@ from ..diffkd.branch import DiffKDBranch, DiffKDOutput
 from ..diffkd.levels import (Features, build_per_level, check_num_levels, from_maps, level_maps,
                              per_level)
 from ..diffkd.settings import check_settings
-from .multi_term import MultiTermLoss
+from .multi_term import MultiTermLoss, weighted_terms
 
 KD_LOSSES = ('mse', 'kl')
 RESIZE_MODES = (None, 'nearest', 'bilinear', 'bicubic', 'area')
@@ -179,8 +179,7 @@ class DiffKDLoss(MultiTermLoss):
             terms['ddim'].append(branch.denoiser.diffusion_loss(target))
             if loss_ae is not None:
                 terms['ae'].append(loss_ae)
-        weights = dict(ddim=self.ddim_loss_weight, ae=self.ae_loss_weight)
-        return {name: weights[name] * sum(values) for name, values in terms.items() if values}
+        return weighted_terms(terms, dict(ddim=self.ddim_loss_weight, ae=self.ae_loss_weight))
 
     def teacher_side_modules(self) -> List[nn.Module]:
         """What :meth:`teacher_side_terms` trains: each branch's noise predictor and target."""

@@ -76,7 +76,7 @@ class MultiTermLoss(nn.Module):
             Tensor: ``sum_name weights[name] * sum_levels terms[name]``, a scalar.
         """
         terms = {name: values for name, values in terms.items() if values}
-        weighted = {name: weights[name] * sum(values) for name, values in terms.items()}
+        weighted = weighted_terms(terms, weights)
         stats = stats or {}
         check = self.nonfinite != 'ignore'
         log = self.training and self.loss_name is not None
@@ -118,3 +118,9 @@ class MultiTermLoss(nn.Module):
 
 def _finite(value: float) -> bool:
     return value == value and value not in (float('inf'), float('-inf'))
+
+
+def weighted_terms(terms: Dict[str, List[torch.Tensor]],
+                   weights: Dict[str, float]) -> Dict[str, torch.Tensor]:
+    """``{name: weights[name] * sum_levels terms[name]}`` for the terms that have values."""
+    return {name: weights[name] * sum(values) for name, values in terms.items() if values}
