@@ -10,6 +10,8 @@ import math
 import statistics
 from typing import Dict, List, NamedTuple, Optional, Sequence
 
+from .settings import SCHEDULE_KEYS
+
 #: The comparisons the report makes: each KD method against these baselines, when present.
 BASELINES = ('student', 'fitnet', 'pkd')
 
@@ -55,11 +57,24 @@ def paired_difference(method: str, baseline: str, values: Dict[str, Dict[int, fl
 
 
 def task_values(records: Sequence[dict], task: str) -> Dict[str, Dict[int, float]]:
-    """``{method: {seed: value}}`` of one task's records."""
+    """``{method: {seed: value}}`` of one task's records.
+
+    Raises:
+        ValueError: the task's records come from more than one schedule (records without
+            schedule fields count as one schedule of their own): such values are not paired.
+    """
     values: Dict[str, Dict[int, float]] = {}
+    schedules = set()
     for r in records:
         if r['task'] == task:
+            schedules.add(tuple(r.get(k) for k in SCHEDULE_KEYS))
             values.setdefault(r['method'], {})[r['seed']] = r['value']
+    if len(schedules) > 1:
+        ordered = sorted(schedules, key=lambda sched: [-1 if v is None else v for v in sched])
+        described = '; '.join(', '.join(f'{k}={v}' for k, v in zip(SCHEDULE_KEYS, sched))
+                              for sched in ordered)
+        raise ValueError(f'the {task} records come from {len(schedules)} schedules ({described}); '
+                         'compare the records of one schedule at a time.')
     return values
 
 

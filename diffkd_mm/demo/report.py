@@ -7,7 +7,7 @@ from typing import Dict, List, Optional, Sequence
 
 from ..fileio import atomic_copy, atomic_write_text, save_figure
 from .paired import paired_table
-from .settings import DemoSettings, method_title
+from .settings import SCHEDULE_KEYS, DemoSettings, method_title
 
 #: Curves averaged over this many iterations before plotting (the raw ones are noisy).
 _SMOOTH = 10
@@ -105,6 +105,10 @@ def task_table(records: List[dict], task: str) -> List[str]:
     return [f'{metric} (%) on the validation split of each seed.', ''] + head
 
 
+#: What ``results.json`` keeps of each record (the curves and pictures stay in the report).
+RECORD_KEYS = ('task', 'seed', 'method', 'metric', *SCHEDULE_KEYS, 'value', 's_per_iter')
+
+
 def write_report(run_dir: str, settings: DemoSettings, records: List[dict],
                  total_sec: float) -> Dict[str, str]:
     """Write ``report.md``, ``results.json`` (the records, without curves) and the pictures
@@ -141,10 +145,7 @@ def write_report(run_dir: str, settings: DemoSettings, records: List[dict],
     path = osp.join(out, 'report.md')
     atomic_write_text(path, '\n'.join(lines))
     results = osp.join(out, 'results.json')
-    plain = [{
-        k: r[k]
-        for k in ('task', 'seed', 'method', 'metric', 'value', 's_per_iter')
-    } for r in records]
+    plain = [{k: r[k] for k in RECORD_KEYS} for r in records]
     atomic_write_text(results, json.dumps(plain, indent=1) + '\n')
     return dict(report=path, results=results)
 

@@ -6,6 +6,7 @@ metric (mmdet's ``CocoMetric``, mmseg's ``IoUMetric``). A teacher is trained onc
 seed and cached (keyed by everything that defines it; a damaged cache is rebuilt). Results are
 plain records; the report is written from them.
 """
+import dataclasses
 import hashlib
 import json
 import os
@@ -210,8 +211,9 @@ def run_task(settings: DemoSettings,
 
     Returns:
         list[dict]: One record per model: ``task``, ``seed``, ``method``, ``metric`` (its
-        name), ``value`` (percent), ``s_per_iter`` (None for a cached teacher), ``curves``
-        (logged scalars per iteration), and ``picture`` for DiffKD students.
+        name), the schedule (``teacher_iters``, ``student_iters``, ``num_train``,
+        ``num_val``), ``value`` (percent), ``s_per_iter`` (None for a cached teacher),
+        ``curves`` (logged scalars per iteration), and ``picture`` for DiffKD students.
     """
     console = console or Console(verbose=True)
     sched = settings.schedules[task]
@@ -220,12 +222,16 @@ def run_task(settings: DemoSettings,
     task_dir = osp.join(run_dir, f'{task}_seed{seed}')
     name = TASK_METRICS[task][0]
     teacher = _teacher(settings, task, seed, data_dir, task_dir, console)
+    # Every record says which schedule it comes from: results of different schedules are
+    # never paired or averaged together.
+    schedule = dataclasses.asdict(sched)
     records = [
         dict(
             task=task,
             seed=seed,
             method='teacher',
             metric=name,
+            **schedule,
             **{
                 k: v
                 for k, v in teacher.items() if k != 'ckpt'
@@ -246,7 +252,7 @@ def run_task(settings: DemoSettings,
         picture = osp.join(task_dir,
                            f'{method}_features.png') if method.startswith('diffkd') else None
         result = _train(cfg, task, console, f'{task} seed {seed} {method}', picture)
-        records.append(dict(task=task, seed=seed, method=method, metric=name, **result))
+        records.append(dict(task=task, seed=seed, method=method, metric=name, **schedule, **result))
     return records
 
 

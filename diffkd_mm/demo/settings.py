@@ -32,6 +32,9 @@ class Schedule:
     num_val: int
 
 
+#: The fields of a record that give its schedule.
+SCHEDULE_KEYS = tuple(field.name for field in dataclasses.fields(Schedule))
+
 #: The README's main job: both tasks in at most ~20 minutes on 2 CPU cores with the teachers to
 #: train (docs/demo.md has the measured times).
 SCHEDULES = dict(

@@ -53,7 +53,11 @@ def test_quick_demo_runs_both_tasks_and_writes_report_and_records(tmp_path):
                                   for seed in (0, 1)
                                   for method in METHODS}
     for r in records:
-        assert set(r) == {'task', 'seed', 'method', 'metric', 'value', 's_per_iter'}
+        assert set(r) == {
+            'task', 'seed', 'method', 'metric', 'teacher_iters', 'student_iters', 'num_train',
+            'num_val', 'value', 's_per_iter'
+        }
+        assert (r['teacher_iters'], r['student_iters']) == (20, 10)  # --quick's schedule
         assert r['metric'] == dict(det='mAP', seg='mIoU')[r['task']]
         assert 0.0 <= r['value'] <= 100.0, r
         # The report is written from these records: each value is in its table.

@@ -1,4 +1,5 @@
 """Differences paired by seed: the numbers, the verdicts, the report section and the tool."""
+import json
 import os.path as osp
 import subprocess
 import sys
@@ -90,3 +91,39 @@ def test_tool_names_a_file_that_is_not_records(tmp_path):
                          timeout=300)
     assert out.returncode == 1 and 'Traceback' not in out.stderr
     assert f'paired_results.py: {bad} is not a records file of tools/run_demo.py' in out.stderr
+
+
+def test_records_of_two_schedules_are_not_paired(tmp_path):
+    short = dict(teacher_iters=500, student_iters=200, num_train=400, num_val=100)
+    converged = dict(short, teacher_iters=4000, student_iters=4000, num_val=300)
+    records = [
+        dict(r, **(short if r['method'] == 'student' else converged))
+        for r in _records('det', dict(student={
+            0: 10.0,
+            1: 11.0
+        }, diffkd={
+            0: 12.0,
+            1: 12.5
+        }))
+    ]
+    with pytest.raises(
+            ValueError,
+            match=r'the det records come from 2 schedules .*'
+            r'student_iters=200.*student_iters=4000.*one schedule at a time'):
+        paired_table(records, 'det')
+    path = tmp_path / 'mixed.json'
+    path.write_text(json.dumps(records))
+    out = subprocess.run([sys.executable, TOOL, str(path)],
+                         capture_output=True,
+                         text=True,
+                         timeout=300)
+    assert out.returncode == 1 and 'Traceback' not in out.stderr
+    assert 'the det records come from 2 schedules' in out.stderr
+
+
+def test_shipped_records_say_their_schedule():
+    with open(osp.join(ROOT, 'docs', 'results', 'embedded_benchmark.json')) as f:
+        records = json.load(f)
+    for r in records:
+        assert (r['teacher_iters'], r['student_iters'], r['num_val']) == dict(
+            det=(500, 200, 100), seg=(800, 300, 100))[r['task']], r

@@ -25,8 +25,12 @@ def main(argv=None) -> int:
         sys.exit(f'paired_results.py: {args.records} is not a records file of tools/run_demo.py '
                  f'(a JSON list of records with task, seed, method, value): {err}')
     for task in tasks:
+        try:
+            table = paired_table(records, task, method_title)
+        except ValueError as err:
+            sys.exit(f'paired_results.py: {args.records}: {err}')
         print(f'## {task}\n')
-        print('\n'.join(paired_table(records, task, method_title) or ['(no pairs)']) + '\n')
+        print('\n'.join(table or ['(no pairs)']) + '\n')
     return 0
 
 
