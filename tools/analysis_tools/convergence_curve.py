@@ -1,0 +1,138 @@
+"""Train one model of the embedded benchmark with validation along the way: is it converged?
+
+    python tools/analysis_tools/convergence_curve.py --task det --method teacher --seed 100 \
+        --iters 2000 --val-interval 250 --work-dir work_dirs/convergence
+    python tools/analysis_tools/convergence_curve.py --task det --method student --seed 100 \
+        --iters 2000 --val-interval 250 --work-dir work_dirs/convergence
+
+For sizing the benchmark (schedule lengths, data and model sizes) on seeds that are not
+reported. The model is the main job's config ``configs/diffkd/demo/<task>_<method>.py`` on the
+seed's embedded data, with one cosine schedule over ``--iters``; a KD student needs
+``--teacher-ckpt``. Prints one line per validation and writes ``curve.json`` (iteration,
+metric) and ``curve.png`` into the run's folder; the training log is there too.
+"""
+import argparse
+import json
+import os.path as osp
+import sys
+import time
+
+from mmengine.hooks import Hook
+from mmengine.registry import DefaultScope
+from mmengine.runner import Runner
+
+from diffkd_mm.datasets import ensure_dataset
+from diffkd_mm.demo.console import Console
+from diffkd_mm.demo.runner import build_cfg, config_path, default_config_dir
+from diffkd_mm.demo.settings import SCHEDULES, TASK_METRICS, TASKS
+from diffkd_mm.fileio import atomic_write_text, save_figure
+
+
+class ValidationCurve(Hook):
+    """The task's metric at each validation, with the iteration it was taken at."""
+
+    def __init__(self, task: str) -> None:
+        self.key, self.scale = TASK_METRICS[task][1:]
+        self.iters, self.values = [], []
+
+    def after_val_epoch(self, runner, metrics=None) -> None:
+        # mmdet's CocoMetric returns nothing for a detector that detected nothing: 0 mAP.
+        self.iters.append(runner.iter)
+        self.values.append(float((metrics or {}).get(self.key, 0.0)) * self.scale)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--task', choices=TASKS, required=True)
+    parser.add_argument(
+        '--method', required=True, help='teacher, student, fitnet, pkd, diffkd, ...')
+    parser.add_argument('--seed', type=int, required=True, help='its data and initialisation')
+    parser.add_argument('--iters', type=int, required=True, help='training iterations')
+    parser.add_argument(
+        '--val-interval',
+        type=int,
+        required=True,
+        help='iterations between two '
+        'validations (and one at the end)')
+    parser.add_argument('--num-train', type=int, help='training images (default: the main job\'s)')
+    parser.add_argument('--num-val', type=int, help='validation images (default: the main job\'s)')
+    parser.add_argument('--teacher-ckpt', help='the trained teacher, for a KD student')
+    parser.add_argument('--work-dir', default='work_dirs/convergence')
+    args = parser.parse_args(argv)
+    for name in ('iters', 'val_interval', 'num_train', 'num_val'):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f'--{name.replace("_", "-")} must be a positive int, got {value}')
+    if args.iters % args.val_interval:
+        parser.error(f'--iters {args.iters} must be a multiple of --val-interval '
+                     f'{args.val_interval}: the last point is the end of training')
+    if args.method not in ('teacher', 'student') and not args.teacher_ckpt:
+        parser.error(f'--method {args.method} distils from a teacher: give --teacher-ckpt')
+    if args.teacher_ckpt and not osp.isfile(args.teacher_ckpt):
+        parser.error(f'--teacher-ckpt {args.teacher_ckpt}: no such file')
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    sched = SCHEDULES[args.task]
+    data = ensure_dataset(
+        args.task,
+        num_train=args.num_train or sched.num_train,
+        num_val=args.num_val or sched.num_val,
+        seed=args.seed)
+    name = f'{args.task}_{args.method}_seed{args.seed}_{args.iters}it'
+    work_dir = osp.join(osp.abspath(args.work_dir), name, time.strftime('%Y%m%d_%H%M%S'))
+    try:
+        path = config_path(default_config_dir(), args.task, args.method)
+    except FileNotFoundError as err:
+        sys.exit(f'convergence_curve.py: --method: {err}')
+    cfg = build_cfg(path, data, work_dir, args.iters, args.seed, 50, args.teacher_ckpt)
+    cfg.train_cfg.val_interval = args.val_interval
+    with Console() as console:
+        console.say(f'[curve] {name}: data {data}; log and curve in {work_dir}')
+        progress = console.progress(name, args.iters)
+        with console.quiet(osp.join(work_dir, 'console.log'), name), \
+                DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmengine')):
+            runner = Runner.from_cfg(cfg)
+            runner.register_hook(progress)
+            curve = ValidationCurve(args.task)
+            runner.register_hook(curve)
+            runner.train()
+        progress.finish('done')
+    metric = TASK_METRICS[args.task][0]
+    iters, values = curve.iters, curve.values
+    for it, value in zip(iters, values):
+        print(f'[curve] {name}: iteration {it:>6}  {metric} {value:.2f}')
+    atomic_write_text(
+        osp.join(work_dir, 'curve.json'),
+        json.dumps(
+            dict(
+                task=args.task,
+                method=args.method,
+                seed=args.seed,
+                metric=metric,
+                iters=iters,
+                values=values,
+                num_train=args.num_train or sched.num_train,
+                num_val=args.num_val or sched.num_val),
+            indent=1) + '\n')
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.plot(iters, values, marker='o')
+    ax.set_xlabel('iteration')
+    ax.set_ylabel(f'{metric} (%)')
+    ax.set_title(name, fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    save_figure(fig, osp.join(work_dir, 'curve.png'))
+    plt.close(fig)
+    print(f'[curve] {name}: {osp.join(work_dir, "curve.json")}, curve.png; the trained model: '
+          f'{osp.join(work_dir, f"iter_{args.iters}.pth")}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
