@@ -11,8 +11,10 @@ from diffkd_mm.fileio import DiskFullError
 from diffkd_mm.testing import simulated_full_disk
 
 CURVES = {'distill.loss_diffkd_kd': [1.0, 0.5, 0.25], 'distill.diffkd_gate': [0.5, 0.7, 0.9]}
+SCHEDULE = dict(teacher_iters=800, student_iters=300, num_train=400, num_val=100)
 RECORDS = [
-    dict(task='seg', seed=0, method=m, metric='mIoU', value=v, s_per_iter=0.1, curves=c)
+    dict(
+        task='seg', seed=0, method=m, metric='mIoU', **SCHEDULE, value=v, s_per_iter=0.1, curves=c)
     for m, v, c in (('teacher', 45.5, {}), ('student', 33.25, {}), ('diffkd', 39.75, CURVES))
 ]
 

@@ -37,7 +37,8 @@ model = dict(
                 target_norm=None,
                 loss_weight=5.0),
             **{
-                f'loss_diffkd_cls{i}': dict(
+                f'loss_diffkd_cls{i}':
+                dict(
                     type='DiffKDLoss',
                     student_channels=_logits,
                     teacher_channels=_logits,
@@ -53,7 +54,8 @@ model = dict(
                 preds_T=dict(from_student=False, recorder='fpn')),
             # retina_cls runs once per level: record_idx picks the level.
             **{
-                f'loss_diffkd_cls{i}': dict(
+                f'loss_diffkd_cls{i}':
+                dict(
                     preds_S=dict(from_student=True, recorder='cls', record_idx=i),
                     preds_T=dict(from_student=False, recorder='cls', record_idx=i))
                 for i in _levels
