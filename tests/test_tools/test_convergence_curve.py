@@ -22,19 +22,19 @@ def run(tmp_path, *args):
 
 
 @pytest.mark.slow
-def test_curve_has_one_point_per_validation(tmp_path):
-    out = run(tmp_path, '--task', 'det', '--method', 'student', '--seed', '3', '--iters', '6',
+def test_curve_has_one_point_per_validation_and_the_end(tmp_path):
+    out = run(tmp_path, '--task', 'det', '--method', 'student', '--seed', '3', '--iters', '5',
               '--val-interval', '2', '--num-train', '16', '--num-val', '8')
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     points = [line for line in out.stdout.splitlines() if ': iteration ' in line]
-    assert [int(line.split()[3]) for line in points] == [2, 4, 6]
+    assert [int(line.split()[3]) for line in points] == [2, 4, 5]
     assert len(out.stdout.splitlines()) <= 10  # the run's own log is in its folder
     [curve_file] = list((tmp_path / 'work').glob('*/*/curve.json'))
     curve = json.loads(curve_file.read_text())
-    assert curve['iters'] == [2, 4, 6] and len(curve['values']) == 3
+    assert curve['iters'] == [2, 4, 5] and len(curve['values']) == 3
     assert (curve['num_train'], curve['num_val'], curve['metric']) == (16, 8, 'mAP')
     assert (curve_file.parent / 'curve.png').stat().st_size > 0
-    assert (curve_file.parent / 'iter_6.pth').is_file()
+    assert (curve_file.parent / 'iter_5.pth').is_file()
 
 
 def test_kd_student_without_teacher_and_unknown_method_are_named(tmp_path):
@@ -45,6 +45,3 @@ def test_kd_student_without_teacher_and_unknown_method_are_named(tmp_path):
     out = run(tmp_path, '--task', 'seg', '--method', 'difkd', '--seed', '0', '--iters', '5',
               '--val-interval', '0')
     assert out.returncode == 2 and '--val-interval must be a positive int, got 0' in out.stderr
-    out = run(tmp_path, '--task', 'det', '--method', 'student', '--seed', '0', '--iters', '5',
-              '--val-interval', '2')
-    assert out.returncode == 2 and '--iters 5 must be a multiple of --val-interval 2' in out.stderr

@@ -63,9 +63,6 @@ def parse_args(argv=None):
         value = getattr(args, name)
         if value is not None and value < 1:
             parser.error(f'--{name.replace("_", "-")} must be a positive int, got {value}')
-    if args.iters % args.val_interval:
-        parser.error(f'--iters {args.iters} must be a multiple of --val-interval '
-                     f'{args.val_interval}: the last point is the end of training')
     if args.method not in ('teacher', 'student') and not args.teacher_ckpt:
         parser.error(f'--method {args.method} distils from a teacher: give --teacher-ckpt')
     if args.teacher_ckpt and not osp.isfile(args.teacher_ckpt):
