@@ -35,6 +35,12 @@ def test_curve_has_one_point_per_validation_and_the_end(tmp_path):
     assert (curve['num_train'], curve['num_val'], curve['metric']) == (16, 8, 'mAP')
     assert (curve_file.parent / 'curve.png').stat().st_size > 0
     assert (curve_file.parent / 'iter_5.pth').is_file()
+    # That training checkpoint (optimizer state, logs) is a teacher for a KD student.
+    out = run(tmp_path, '--task', 'det', '--method', 'diffkd', '--seed', '3', '--iters', '2',
+              '--val-interval', '2', '--num-train', '16', '--num-val', '8', '--teacher-ckpt',
+              str(curve_file.parent / 'iter_5.pth'))
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert 'det_diffkd_seed3_2it: iteration      2  mAP' in out.stdout
 
 
 def test_kd_student_without_teacher_and_unknown_method_are_named(tmp_path):

@@ -25,6 +25,7 @@ from diffkd_mm.datasets import ensure_dataset
 from diffkd_mm.demo.console import Console
 from diffkd_mm.demo.runner import build_cfg, config_path, default_config_dir
 from diffkd_mm.demo.settings import SCHEDULES, TASK_METRICS, TASKS
+from diffkd_mm.engine import CheckpointError, load_checkpoint_file, save_checkpoint_atomic
 from diffkd_mm.fileio import atomic_write_text, save_figure
 
 
@@ -84,7 +85,18 @@ def main(argv=None) -> int:
         path = config_path(default_config_dir(), args.task, args.method)
     except FileNotFoundError as err:
         sys.exit(f'convergence_curve.py: --method: {err}')
-    cfg = build_cfg(path, data, work_dir, args.iters, args.seed, 50, args.teacher_ckpt)
+    teacher = None
+    if args.teacher_ckpt:
+        # A training checkpoint also holds optimizer state and logs, which the distillation
+        # algorithm's own loader does not accept: keep the weights, read with our allow-list.
+        try:
+            state_dict = load_checkpoint_file(args.teacher_ckpt)['state_dict']
+        except (CheckpointError, KeyError, TypeError) as err:
+            sys.exit(f'convergence_curve.py: --teacher-ckpt {args.teacher_ckpt}: not a model '
+                     f'checkpoint with a state_dict ({str(err).splitlines()[0]})')
+        teacher = osp.join(work_dir, 'teacher_weights.pth')
+        save_checkpoint_atomic(dict(state_dict=state_dict), teacher)
+    cfg = build_cfg(path, data, work_dir, args.iters, args.seed, 50, teacher)
     cfg.train_cfg.val_interval = args.val_interval
     with Console() as console:
         console.say(f'[curve] {name}: data {data}; log and curve in {work_dir}')
