@@ -8,11 +8,12 @@ as JSON into a new folder under --work-dir.
 """
 import argparse
 import dataclasses
+import os
 import sys
 
 import diffkd_mm  # noqa: F401  (compat layer + registrations first)
-from diffkd_mm.demo import (METHODS, QUICK_SCHEDULES, SCHEDULES, TASKS, DemoSettings, check_configs,
-                            run_demo)
+from diffkd_mm.demo import (METHODS, QUICK_SCHEDULES, SCHEDULES, TASKS, DemoSettings,
+                            ResumeConflict, TaskSeedsFailed, check_configs, run_demo)
 from diffkd_mm.engine import exit_on_full_disk
 
 
@@ -54,6 +55,18 @@ def parse_args(argv=None):
         'its matching term), for choosing weights on held-out seeds (default: the '
         'configs\' weights)')
     p.add_argument(
+        '--jobs',
+        type=int,
+        default=1,
+        help='task-seeds trained at once, each in its own process with cpu_count / JOBS '
+        'threads (default: 1, one after another)')
+    p.add_argument(
+        '--resume',
+        metavar='RUN_DIR',
+        help='go on with an earlier run folder (interrupted, or to add seeds or methods): its '
+        'finished runs are reused, the rest trained, the report written again; the options '
+        'must be those it was run with')
+    p.add_argument(
         '--quick',
         action='store_true',
         help='a smoke run of the whole flow: a few iterations on a few images')
@@ -83,13 +96,20 @@ def main(argv=None) -> int:
             methods=args.methods,
             schedules=schedules,
             log_interval=5 if args.quick else 20,
-            loss_weight=args.loss_weight)
+            loss_weight=args.loss_weight,
+            jobs=args.jobs)
         check_configs(settings)
+        if args.resume is not None and not os.path.isdir(args.resume):
+            raise FileNotFoundError(f'--resume {args.resume}: no such run folder')
     except (ValueError, FileNotFoundError) as err:
         sys.exit(f'run_demo.py: {err}')
-    advice = 'Free some space and run again: the data and the teachers cached so far are reused.'
+    advice = ('Free some space and run again with --resume RUN_DIR (the run folder printed '
+              'first): the data, the teachers and the finished runs are reused.')
     with exit_on_full_disk(advice, prefix='run_demo.py: '):
-        out = run_demo(args.work_dir, settings, verbose=args.verbose)
+        try:
+            out = run_demo(args.work_dir, settings, verbose=args.verbose, resume=args.resume)
+        except (ResumeConflict, TaskSeedsFailed) as err:
+            sys.exit(f'run_demo.py: {err}')
     print('\n[demo] results (' + out['report'] + '):')
     with open(out['report']) as f:
         for line in f:

@@ -41,7 +41,8 @@ class _Switch(io.TextIOBase):
         return self.target.isatty()
 
 
-def _clock(seconds: float) -> str:
+def clock(seconds: float) -> str:
+    """``3725`` -> ``'1:02:05'``."""
     minutes, sec = divmod(int(round(seconds)), 60)
     return f'{minutes // 60}:{minutes % 60:02d}:{sec:02d}'
 
@@ -58,13 +59,20 @@ class RunProgress(Hook):
         stream (IO): Where the line goes (the terminal, not the switched stream).
         live (bool, optional): Rewrite the line in place; defaults to whether ``stream`` is a
             terminal.
+        line_every (float): When not live, the least seconds between two lines.
     """
 
     priority = 'VERY_LOW'
 
-    def __init__(self, title: str, total: int, stream: IO, live: Optional[bool] = None) -> None:
+    def __init__(self,
+                 title: str,
+                 total: int,
+                 stream: IO,
+                 live: Optional[bool] = None,
+                 line_every: float = _LINE_EVERY_S) -> None:
         self.title, self.total, self.stream = title, total, stream
         self.live = stream.isatty() if live is None else live
+        self.line_every = line_every
         self.started = time.perf_counter()
         self.last_line = self.started
         self.iteration, self.loss = 0, None
@@ -76,7 +84,7 @@ class RunProgress(Hook):
         now = time.perf_counter()
         if self.live:
             self._show(self._line(now), end='\r')
-        elif now - self.last_line >= _LINE_EVERY_S and self.iteration < self.total:
+        elif now - self.last_line >= self.line_every and self.iteration < self.total:
             self._show(self._line(now))
             self.last_line = now
 
@@ -87,9 +95,9 @@ class RunProgress(Hook):
             parts.append(f'loss {self.loss:.3f}')
         if result is None:
             left = elapsed / self.iteration * (self.total - self.iteration) if self.iteration else 0
-            parts.append(f'ETA {_clock(left)}')
+            parts.append(f'ETA {clock(left)}')
         else:
-            parts += [f'took {_clock(elapsed)}', result]
+            parts += [f'took {clock(elapsed)}', result]
         return '  '.join(parts)
 
     def _show(self, line: str, end: str = '\n') -> None:
@@ -107,10 +115,18 @@ class Console:
 
     Args:
         verbose (bool): Stream every run's full output to the terminal (no switching).
+        shared (bool): Other processes write to the same terminal (parallel runs): progress
+            lines are never rewritten in place, and come at most every ``line_every`` seconds.
+        line_every (float): See ``shared``; also the interval when the terminal is not one.
     """
 
-    def __init__(self, verbose: bool = False) -> None:
+    def __init__(self,
+                 verbose: bool = False,
+                 shared: bool = False,
+                 line_every: float = _LINE_EVERY_S) -> None:
         self.verbose = verbose
+        self.shared = shared
+        self.line_every = line_every
         self.terminal: IO = sys.stdout
         self._stdout: Optional[_Switch] = None
         self._stderr: Optional[_Switch] = None
@@ -135,9 +151,11 @@ class Console:
     def progress(self, title: str, total: int) -> RunProgress:
         """A progress line for a run of ``total`` iterations (register it with the Runner).
 
-        With ``verbose``, the line is never rewritten in place: the run's log streams around it.
+        With ``verbose`` or ``shared``, the line is never rewritten in place: the run's log or
+        other processes' lines stream around it.
         """
-        return RunProgress(title, total, self.terminal, live=False if self.verbose else None)
+        live = False if self.verbose or self.shared else None
+        return RunProgress(title, total, self.terminal, live=live, line_every=self.line_every)
 
     @contextlib.contextmanager
     def quiet(self, log_path: str, what: str) -> Iterator[None]:

@@ -109,10 +109,16 @@ def task_table(records: List[dict], task: str) -> List[str]:
 RECORD_KEYS = ('task', 'seed', 'method', 'metric', *SCHEDULE_KEYS, 'value', 's_per_iter')
 
 
-def write_report(run_dir: str, settings: DemoSettings, records: List[dict],
-                 total_sec: float) -> Dict[str, str]:
+def write_report(run_dir: str,
+                 settings: DemoSettings,
+                 records: List[dict],
+                 total_sec: float,
+                 resumed: bool = False) -> Dict[str, str]:
     """Write ``report.md``, ``results.json`` (the records, without curves) and the pictures
     into ``<run_dir>/report``.
+
+    ``total_sec`` is the time of this run; ``resumed`` says it went on with an earlier run's
+    folder, whose finished runs it reused (their time is not in ``total_sec``).
 
     Returns:
         dict: ``report`` and ``results``, the paths written.
@@ -122,8 +128,9 @@ def write_report(run_dir: str, settings: DemoSettings, records: List[dict],
     lines = [
         '# DiffKD main job: embedded detection and segmentation', '',
         f'Seeds {list(settings.seeds)}; each seed draws its own data and trains its own '
-        'teacher, then every student on one schedule. The whole run took '
-        f'{total_sec / 60:.1f} min.' +
+        'teacher, then every student on one schedule. ' +
+        ('This run went on with an earlier one (its finished runs reused) and took '
+         if resumed else 'The whole run took ') + f'{total_sec / 60:.1f} min.' +
         (f' Every distillation loss weight set to {settings.loss_weight}.'
          if settings.loss_weight is not None else ''), ''
     ]

@@ -9,27 +9,42 @@ plain records; the report is written from them.
 import dataclasses
 import hashlib
 import json
+import multiprocessing
 import os
 import os.path as osp
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Dict, List, Optional
 
 import numpy as np
 from mmengine.config import Config
 from mmengine.runner import Runner
 
+from .. import fileio
 from ..datasets import ensure_dataset
 from ..engine.checkpoint import CheckpointError, CheckpointGuard
-from ..fileio import DiskFullError, cache_root
+from ..fileio import DiskFullError, atomic_write_text, cache_root
 from ..models.losses import DiffKDLoss
 from ..visualization import denoising_figure, record_denoising
-from .console import Console
+from .console import Console, clock
 from .report import write_report
 from .settings import TASK_METRICS, DemoSettings, Schedule
 from .teacher_cache import reuse_teacher, set_aside, store_teacher
 
 #: Logged scalars that are not curves worth plotting.
 _NOT_CURVES = ('train/time', 'train/data_time', 'train/lr')
+#: Each finished run leaves its record in its folder, under this name; a resumed run reuses it.
+RECORD_FILE = 'record.json'
+#: With parallel task-seeds, the least seconds between two progress lines of one run.
+_SHARED_LINE_EVERY_S = 300.0
+
+
+class ResumeConflict(ValueError):
+    """A run folder holds the record of a run built from another config than asked for now."""
+
+
+class TaskSeedsFailed(RuntimeError):
+    """Task-seeds of a parallel run failed; the records of every finished run are kept."""
 
 
 def default_config_dir() -> str:
@@ -167,20 +182,13 @@ def _teacher_record(cfg: Config, sched: Schedule, task: str, seed: int, data_dir
     return dict(key=key, task=task, definition=json.loads(text))
 
 
-def _teacher(settings: DemoSettings, task: str, seed: int, data_dir: str, run_dir: str,
+def _teacher(cfg: Config, record: dict, cached: str, task: str, title: str,
              console: Console) -> dict:
-    """Train the teacher of (task, seed), or evaluate its cached weights.
+    """Train the teacher of ``cfg``, or evaluate its cached weights ``cached``.
 
-    A cached file that cannot be read or does not match is set aside and the teacher retrained
-    (:mod:`.teacher_cache`).
+    A cached file that cannot be read or does not match ``record`` is set aside and the teacher
+    retrained (:mod:`.teacher_cache`).
     """
-    sched = settings.schedules[task]
-    cfg = build_cfg(
-        config_path(settings.config_dir, task, 'teacher'), data_dir, osp.join(run_dir, 'teacher'),
-        sched.teacher_iters, seed, settings.log_interval)
-    record = _teacher_record(cfg, sched, task, seed, data_dir)
-    cached = osp.join(_cache_dir(settings), f'{task}_teacher_{record["key"]}.pth')
-    title = f'{task} seed {seed} teacher'
     if reuse_teacher(cached, record):
         cfg.load_from = cached
         try:
@@ -191,12 +199,65 @@ def _teacher(settings: DemoSettings, task: str, seed: int, data_dir: str, run_di
         else:
             value = _metric(metrics, task)
             console.say(f'[demo] {title}: reusing {cached}: {TASK_METRICS[task][0]} {value:.2f}')
-            return dict(value=value, s_per_iter=None, curves={}, cached=True, ckpt=cached)
-    console.say(f'[demo] {title}: training {sched.teacher_iters} iterations')
+            return dict(value=value, s_per_iter=None, curves={}, cached=True)
+    iters = cfg.train_cfg.max_iters
+    console.say(f'[demo] {title}: training {iters} iterations')
     cfg.load_from = None
     result = _train(cfg, task, console, title)
-    store_teacher(osp.join(cfg.work_dir, f'iter_{sched.teacher_iters}.pth'), cached, record)
-    return dict(result, cached=False, ckpt=cached)
+    store_teacher(osp.join(cfg.work_dir, f'iter_{iters}.pth'), cached, record)
+    return dict(result, cached=False)
+
+
+def run_digest(cfg: Config, places: Dict[str, str]) -> str:
+    """SHA-256 of everything a run is built from: its whole config, with data, schedule, seed,
+    teacher and loss weights filled in.
+
+    Args:
+        cfg (Config): The run's config.
+        places (dict): ``{name: folder}``: each folder is written as ``<name>`` in the text
+            hashed, so that the same run gives the same digest from another cache or data
+            folder (another machine).
+    """
+    text = json.dumps(cfg.to_dict(), sort_keys=True, default=str)
+    for name, folder in sorted(places.items(), key=lambda item: -len(item[1])):
+        text = text.replace(folder, f'<{name}>')
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _earlier_run(folder: str, digest: str, title: str, console: Console) -> Optional[dict]:
+    """The record a finished run left in ``folder``, or None if it has none (or a damaged one,
+    which is set aside, with a warning, to be trained again).
+
+    Raises:
+        ResumeConflict: the run there was built from another config.
+    """
+    path = osp.join(folder, RECORD_FILE)
+    if not osp.exists(path):
+        return None
+    try:
+        with open(path) as f:
+            record = json.load(f)
+        made_from = record.pop('run_digest')
+        float(record['value'])
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as err:
+        aside = fileio.set_aside(path)
+        console.say(f'[demo] {title}: WARNING: the record of its earlier run {path} cannot be '
+                    f'read ({err!r}); set aside as {osp.basename(aside or path)}, training it '
+                    'again')
+        return None
+    if made_from != digest:
+        raise ResumeConflict(
+            f'{title} in {osp.dirname(folder)} was run from another config or other settings '
+            f'(schedule, methods\' configs, loss weight, teacher); resume a run folder with the '
+            'options it was started with, or start a new one without --resume')
+    return record
+
+
+def _save_run(folder: str, record: dict, digest: str) -> None:
+    """Keep a finished run's record in its folder, for a resumed run to reuse."""
+    atomic_write_text(
+        osp.join(folder, RECORD_FILE),
+        json.dumps(dict(record, run_digest=digest), default=str) + '\n')
 
 
 def run_task(settings: DemoSettings,
@@ -206,53 +267,77 @@ def run_task(settings: DemoSettings,
              console: Optional[Console] = None) -> List[dict]:
     """Teacher and every student of one task and seed.
 
-    ``console`` (see :class:`Console`) decides what reaches the terminal; without it, every
-    run's full output does.
+    Each finished run leaves its record in its folder (``<run_dir>/<task>_seed<seed>/<method>``);
+    a run whose folder already holds a record of the same config is not trained again (see
+    ``resume`` of :func:`run_demo`). ``console`` (see :class:`Console`) decides what reaches the
+    terminal; without it, every run's full output does.
 
     Returns:
         list[dict]: One record per model: ``task``, ``seed``, ``method``, ``metric`` (its
         name), the schedule (``teacher_iters``, ``student_iters``, ``num_train``,
         ``num_val``), ``value`` (percent), ``s_per_iter`` (None for a cached teacher),
         ``curves`` (logged scalars per iteration), and ``picture`` for DiffKD students.
+
+    Raises:
+        ResumeConflict: a folder holds the record of a run built from another config.
     """
     console = console or Console(verbose=True)
     sched = settings.schedules[task]
     data_dir = ensure_dataset(task, num_train=sched.num_train, num_val=sched.num_val, seed=seed)
     console.say(f'[demo] {task} seed {seed} dataset: {data_dir}')
     task_dir = osp.join(run_dir, f'{task}_seed{seed}')
+    places = dict(data=data_dir, run=task_dir, cache=_cache_dir(settings))
     name = TASK_METRICS[task][0]
-    teacher = _teacher(settings, task, seed, data_dir, task_dir, console)
     # Every record says which schedule it comes from: results of different schedules are
     # never paired or averaged together.
     schedule = dataclasses.asdict(sched)
-    records = [
-        dict(
-            task=task,
-            seed=seed,
-            method='teacher',
-            metric=name,
-            **schedule,
-            **{
-                k: v
-                for k, v in teacher.items() if k != 'ckpt'
-            })
-    ]
+
+    teacher_cfg = build_cfg(
+        config_path(settings.config_dir, task, 'teacher'), data_dir, osp.join(task_dir, 'teacher'),
+        sched.teacher_iters, seed, settings.log_interval)
+    teacher_def = _teacher_record(teacher_cfg, sched, task, seed, data_dir)
+    cached = osp.join(_cache_dir(settings), f'{task}_teacher_{teacher_def["key"]}.pth')
+    runs = {'teacher': (teacher_cfg, run_digest(teacher_cfg, places))}
     for method in settings.methods:
-        path = config_path(settings.config_dir, task, method)
         cfg = build_cfg(
-            path,
+            config_path(settings.config_dir, task, method),
             data_dir,
             osp.join(task_dir, method),
             sched.student_iters,
             seed,
             settings.log_interval,
-            teacher_ckpt=None if method == 'student' else teacher['ckpt'])
+            teacher_ckpt=None if method == 'student' else cached)
         if settings.loss_weight is not None and method != 'student':
             set_loss_weights(cfg, settings.loss_weight)
-        picture = osp.join(task_dir,
-                           f'{method}_features.png') if method.startswith('diffkd') else None
-        result = _train(cfg, task, console, f'{task} seed {seed} {method}', picture)
-        records.append(dict(task=task, seed=seed, method=method, metric=name, **schedule, **result))
+        runs[method] = (cfg, run_digest(cfg, places))
+    earlier = {
+        method: _earlier_run(cfg.work_dir, digest, f'{task} seed {seed} {method}', console)
+        for method, (cfg, digest) in runs.items()
+    }
+
+    records = []
+    for method, (cfg, digest) in runs.items():
+        title = f'{task} seed {seed} {method}'
+        # The teacher is needed again unless every student of this seed is done.
+        done = earlier[method]
+        if method == 'teacher' and not all(earlier.values()):
+            done = None
+        if done is not None:
+            console.say(f'[demo] {title}: done in an earlier run, {name} {done["value"]:.2f}')
+            records.append(done)
+            continue
+        if method == 'teacher':
+            result = _teacher(cfg, teacher_def, cached, task, title, console)
+            if result['cached'] and earlier['teacher'] is not None:
+                records.append(earlier['teacher'])  # it keeps the training's seconds per iter
+                continue
+        else:
+            picture = osp.join(task_dir,
+                               f'{method}_features.png') if method.startswith('diffkd') else None
+            result = _train(cfg, task, console, title, picture)
+        record = dict(task=task, seed=seed, method=method, metric=name, **schedule, **result)
+        _save_run(cfg.work_dir, record, digest)
+        records.append(record)
     return records
 
 
@@ -278,7 +363,67 @@ def check_configs(settings: DemoSettings) -> None:
             config_path(settings.config_dir, task, method)
 
 
-def run_demo(work_dir: str, settings: Optional[DemoSettings] = None, verbose: bool = False) -> dict:
+def _task_seed_in_worker(settings: DemoSettings, task: str, seed: int, run_dir: str, threads: int,
+                         verbose: bool) -> List[dict]:
+    """:func:`run_task` in a worker process of a parallel run, on ``threads`` threads."""
+    import torch
+    torch.set_num_threads(threads)
+    with CheckpointGuard(), Console(
+            verbose, shared=True, line_every=_SHARED_LINE_EVERY_S) as console:
+        return run_task(settings, task, seed, run_dir, console)
+
+
+def _run_parallel(settings: DemoSettings, run_dir: str, console: Console,
+                  verbose: bool) -> List[dict]:
+    """Every task-seed, ``settings.jobs`` at a time, each in its own process.
+
+    The processes share the cores (``cpu_count // jobs`` threads each); a line per finished
+    task-seed gives the time so far and the time left. A task-seed that fails does not stop the
+    others: their records are kept, and the failures are raised together at the end.
+    """
+    units = [(task, seed) for task in settings.tasks for seed in settings.seeds]
+    jobs = min(settings.jobs, len(units))
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    console.say(f'[demo] {len(units)} task-seeds, {jobs} at a time, {threads} thread(s) each; '
+                f'progress lines every {_SHARED_LINE_EVERY_S / 60:.0f} min')
+    started = time.perf_counter()
+    done, failed, disk_full = {}, [], None
+    # spawn: a fresh interpreter per worker (no forked torch threads or open files).
+    context = multiprocessing.get_context('spawn')
+    with ProcessPoolExecutor(jobs, mp_context=context) as pool:
+        futures = {
+            pool.submit(_task_seed_in_worker, settings, task, seed, run_dir, threads, verbose):
+            (task, seed)
+            for task, seed in units
+        }
+        for future in as_completed(futures):
+            task, seed = futures[future]
+            try:
+                done[(task, seed)] = future.result()
+                outcome = 'done'
+            except Exception as err:  # reported with the others at the end
+                disk_full = err if isinstance(err, DiskFullError) else disk_full
+                reason = (str(err).splitlines() or [''])[0]
+                failed.append(f'{task} seed {seed} ({type(err).__name__}: {reason})')
+                outcome = f'FAILED, its logs: {osp.join(run_dir, f"{task}_seed{seed}")}'
+            finished = len(done) + len(failed)
+            elapsed = time.perf_counter() - started
+            left = elapsed / finished * (len(units) - finished)
+            console.say(f'[demo] {finished}/{len(units)} task-seeds finished: {task} seed {seed} '
+                        f'{outcome}; elapsed {clock(elapsed)}, ETA {clock(left)}')
+    if disk_full is not None:
+        raise disk_full
+    if failed:
+        raise TaskSeedsFailed(f'{len(failed)} of {len(units)} task-seeds failed: '
+                              f'{"; ".join(failed)}. The finished runs are kept: run again with '
+                              f'--resume {run_dir}')
+    return [record for unit in units for record in done[unit]]
+
+
+def run_demo(work_dir: str,
+             settings: Optional[DemoSettings] = None,
+             verbose: bool = False,
+             resume: Optional[str] = None) -> dict:
     """Run the main job into a new folder under ``work_dir`` and write the report there.
 
     Args:
@@ -286,24 +431,37 @@ def run_demo(work_dir: str, settings: Optional[DemoSettings] = None, verbose: bo
         settings (DemoSettings, optional): What to run; defaults to the main job.
         verbose (bool): Stream every run's full output to the terminal; by default each run
             shows one progress line and writes its output to ``console.log`` in its folder.
+        resume (str, optional): The folder of an earlier run (interrupted, or with fewer seeds
+            or methods) to go on with instead of a new folder: its finished runs are reused,
+            the others trained. Its runs must have been made with the same settings.
 
     Returns:
         dict: ``run_dir``, ``report`` (path of report.md), ``results`` (path of the
         records' JSON) and ``records`` (see :func:`run_task`, without curves).
+
+    Raises:
+        ResumeConflict: ``resume`` holds a run made with other settings.
+        TaskSeedsFailed: with ``settings.jobs > 1``, task-seeds that failed.
     """
     started = time.perf_counter()
     settings = settings or DemoSettings()
     check_configs(settings)
-    run_dir = new_run_dir(work_dir)
-    records = []
+    if resume is not None and not osp.isdir(resume):
+        raise FileNotFoundError(f'--resume {resume}: no such run folder')
+    run_dir = osp.abspath(resume) if resume is not None else new_run_dir(work_dir)
     # Checkpoints of the demo load safely and are written atomically, as in tools/train.py.
     with CheckpointGuard(), Console(verbose) as console:
-        console.say(f'[demo] run folder: {run_dir}')
-        for task in settings.tasks:
-            for seed in settings.seeds:
-                records += run_task(settings, task, seed, run_dir, console)
+        console.say(f'[demo] run folder: {run_dir}' + (' (resumed)' if resume else ''))
+        if settings.jobs > 1 and len(settings.tasks) * len(settings.seeds) > 1:
+            records = _run_parallel(settings, run_dir, console, verbose)
+        else:
+            records = [
+                record for task in settings.tasks for seed in settings.seeds
+                for record in run_task(settings, task, seed, run_dir, console)
+            ]
     try:
-        paths = write_report(run_dir, settings, records, time.perf_counter() - started)
+        paths = write_report(
+            run_dir, settings, records, time.perf_counter() - started, resumed=resume is not None)
     except DiskFullError:
         # The models are trained: their numbers must not be lost with the report.
         print('[demo] the report could not be written; the results were:', flush=True)

@@ -64,6 +64,8 @@ class DemoSettings:
         loss_weight (float, optional): Sets ``loss_weight`` of every distillation loss entry
             of the KD students (for DiffKD: the weight of its matching term), to compare
             weights on held-out seeds; None (default) keeps the configs' weights.
+        jobs (int): Task-seeds trained at once, each in its own process with
+            ``cpu_count // jobs`` threads. Defaults to 1 (one after another, in this process).
     """
     tasks: Sequence[str] = TASKS
     seeds: Sequence[int] = (0, )
@@ -73,6 +75,7 @@ class DemoSettings:
     cache_dir: Optional[str] = None
     log_interval: int = 20
     loss_weight: Optional[float] = None
+    jobs: int = 1
 
     def __post_init__(self):
         self.tasks = _unique(self.tasks, 'tasks')
@@ -100,6 +103,8 @@ class DemoSettings:
             raise ValueError(f'loss_weight must be a number > 0, got {self.loss_weight!r}')
         if not isinstance(self.log_interval, int) or self.log_interval < 1:
             raise ValueError(f'log_interval must be a positive int, got {self.log_interval!r}')
+        if not isinstance(self.jobs, int) or isinstance(self.jobs, bool) or self.jobs < 1:
+            raise ValueError(f'jobs must be a positive int, got {self.jobs!r}')
 
 
 def _unique(values, name: str) -> Tuple:

@@ -107,3 +107,58 @@ def test_unknown_method_is_refused_before_any_training(tmp_path):
     assert out.returncode != 0
     assert "no config" in out.stderr and "'dfkd'" in out.stderr and 'diffkd' in out.stderr
     assert not osp.exists(tmp_path / 'data')  # nothing was drawn or trained
+
+
+def test_parallel_task_seeds_then_a_resumed_run_adds_a_method(tmp_path):
+    """--jobs 2: both seeds at once, a line per finished task-seed; --resume of that folder
+    with one more method trains only that method and writes the report of all of them."""
+    stdout = _run(tmp_path, '--task', 'det', '--seeds', '0', '1', '--methods', 'student', '--jobs',
+                  '2')
+    assert '[demo] 2 task-seeds, 2 at a time' in stdout
+    finished = [line for line in stdout.splitlines() if ' task-seeds finished: det seed ' in line]
+    assert len(finished) == 2 and all(' done; elapsed ' in line and 'ETA' in line
+                                      for line in finished), stdout
+    (run_dir, ) = os.listdir(tmp_path / 'work')
+    run_dir = str(tmp_path / 'work' / run_dir)
+    first = json.load(open(osp.join(run_dir, 'report', 'results.json')))
+    assert {(r['seed'], r['method'])
+            for r in first} == {(s, m)
+                                for s in (0, 1)
+                                for m in ('teacher', 'student')}
+
+    again = _run(tmp_path, '--task', 'det', '--seeds', '0', '1', '--methods', 'student', 'fitnet',
+                 '--resume', run_dir)
+    assert f'[demo] run folder: {run_dir} (resumed)' in again
+    for seed in (0, 1):
+        assert f'[demo] det seed {seed} student: done in an earlier run' in again
+        assert f'[demo] det seed {seed} teacher: reusing' in again  # fitnet needs its weights
+        trained = [line for line in again.splitlines() if '/10 it' in line]
+        assert [line for line in trained if line.startswith(f'[demo] det seed {seed} ')] == [
+            line for line in trained if line.startswith(f'[demo] det seed {seed} fitnet')
+        ]
+        assert any(line.startswith(f'[demo] det seed {seed} fitnet') for line in trained)
+    records = json.load(open(osp.join(run_dir, 'report', 'results.json')))
+    assert {(r['seed'], r['method'])
+            for r in records} == {(s, m)
+                                  for s in (0, 1)
+                                  for m in ('teacher', 'student', 'fitnet')}
+    for r in first:  # the earlier runs' numbers, unchanged
+        assert r in records, r
+    assert len(os.listdir(tmp_path / 'work')) == 1  # no new folder
+
+    # The same folder with other settings: refused in one line, nothing trained.
+    env = dict(
+        os.environ,
+        DIFFKD_CACHE_DIR=str(tmp_path / 'cache'),
+        DIFFKD_DATA_ROOT=str(tmp_path / 'data'))
+    out = subprocess.run([
+        sys.executable,
+        osp.join(ROOT, 'tools', 'run_demo.py'), '--quick', '--task', 'det', '--methods', 'student',
+        '--student-iters', '11', '--resume', run_dir
+    ],
+                         capture_output=True,
+                         text=True,
+                         env=env,
+                         timeout=600)
+    assert out.returncode == 1 and 'Traceback' not in out.stderr, out.stderr[-3000:]
+    assert 'det seed 0 student' in out.stderr and 'options it was started with' in out.stderr

@@ -60,4 +60,5 @@ runpy.run_path('tools/run_demo.py', run_name='__main__')
     assert out.stderr.strip().splitlines()[-1].startswith(
         'run_demo.py: no space left on device while writing /x/report.md (')
     assert out.stderr.strip().endswith(
-        'Free some space and run again: the data and the teachers cached so far are reused.')
+        'Free some space and run again with --resume RUN_DIR (the run folder printed first): the '
+        'data, the teachers and the finished runs are reused.')

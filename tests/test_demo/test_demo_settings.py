@@ -1,0 +1,25 @@
+"""The main job's settings refuse bad values with a message naming the setting."""
+import pytest
+
+from diffkd_mm.demo import DemoSettings, Schedule
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(tasks=('cls', )), "tasks: 'cls' is not one of"),
+    (dict(seeds=(0, 0)), 'seeds has duplicates'),
+    (dict(seeds=(-1, )), 'seeds must be ints >= 0'),
+    (dict(methods=('teacher', )), "methods: 'teacher' is not a student method"),
+    (dict(schedules=dict(det=Schedule(500, 0, 400, 100))), "schedules['det'].student_iters"),
+    (dict(loss_weight=0), 'loss_weight must be a number > 0'),
+    (dict(jobs=0), 'jobs must be a positive int, got 0'),
+    (dict(jobs=True), 'jobs must be a positive int, got True'),
+    (dict(jobs=1.5), 'jobs must be a positive int, got 1.5'),
+])
+def test_bad_settings_are_named(kwargs, message):
+    with pytest.raises(ValueError, match=message.replace('[', r'\[').replace('(', r'\(')):
+        DemoSettings(**kwargs)
+
+
+def test_good_settings_pass():
+    settings = DemoSettings(seeds=(0, 1), jobs=2)
+    assert settings.jobs == 2 and settings.schedules['det'].teacher_iters > 0
