@@ -38,9 +38,13 @@ def test_curve_has_one_point_per_validation_and_the_end(tmp_path):
     # That training checkpoint (optimizer state, logs) is a teacher for a KD student.
     out = run(tmp_path, '--task', 'det', '--method', 'diffkd', '--seed', '3', '--iters', '2',
               '--val-interval', '2', '--num-train', '16', '--num-val', '8', '--teacher-ckpt',
-              str(curve_file.parent / 'iter_5.pth'))
+              str(curve_file.parent / 'iter_5.pth'), '--loss-weight', '3')
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
-    assert 'det_diffkd_seed3_2it: iteration      2  mAP' in out.stdout
+    assert 'det_diffkd_seed3_2it_w3: iteration      2  mAP' in out.stdout
+    [curve_file] = list((tmp_path / 'work').glob('det_diffkd_*/*/curve.json'))
+    assert json.loads(curve_file.read_text())['loss_weight'] == 3.0
+    [config] = list(curve_file.parent.glob('det_diffkd.py'))  # the config the run used
+    assert 'loss_weight=3.0' in config.read_text()  # its one DiffKD entry (3 FPN levels)
 
 
 def test_kd_student_without_teacher_and_unknown_method_are_named(tmp_path):
@@ -51,3 +55,7 @@ def test_kd_student_without_teacher_and_unknown_method_are_named(tmp_path):
     out = run(tmp_path, '--task', 'seg', '--method', 'difkd', '--seed', '0', '--iters', '5',
               '--val-interval', '0')
     assert out.returncode == 2 and '--val-interval must be a positive int, got 0' in out.stderr
+    for method, weight in (('teacher', '3'), ('fitnet', '0')):
+        out = run(tmp_path, '--task', 'seg', '--method', method, '--seed', '0', '--iters', '5',
+                  '--val-interval', '5', '--loss-weight', weight)
+        assert out.returncode == 2 and 'a number > 0, for a KD student only' in out.stderr

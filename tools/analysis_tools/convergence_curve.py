@@ -23,7 +23,7 @@ from mmengine.runner import Runner
 
 from diffkd_mm.datasets import ensure_dataset
 from diffkd_mm.demo.console import Console
-from diffkd_mm.demo.runner import build_cfg, config_path, default_config_dir
+from diffkd_mm.demo.runner import build_cfg, config_path, default_config_dir, set_loss_weights
 from diffkd_mm.demo.settings import SCHEDULES, TASK_METRICS, TASKS
 from diffkd_mm.engine import CheckpointError, load_checkpoint_file, save_checkpoint_atomic
 from diffkd_mm.fileio import atomic_write_text, save_figure
@@ -58,12 +58,20 @@ def parse_args(argv=None):
     parser.add_argument('--num-train', type=int, help='training images (default: the main job\'s)')
     parser.add_argument('--num-val', type=int, help='validation images (default: the main job\'s)')
     parser.add_argument('--teacher-ckpt', help='the trained teacher, for a KD student')
+    parser.add_argument(
+        '--loss-weight',
+        type=float,
+        help='loss_weight of every distillation entry of a KD student (DiffKD: its matching '
+        'term), as run_demo.py --loss-weight (default: the config\'s)')
     parser.add_argument('--work-dir', default='work_dirs/convergence')
     args = parser.parse_args(argv)
     for name in ('iters', 'val_interval', 'num_train', 'num_val'):
         value = getattr(args, name)
         if value is not None and value < 1:
             parser.error(f'--{name.replace("_", "-")} must be a positive int, got {value}')
+    if args.loss_weight is not None and (args.method in ('teacher', 'student')
+                                         or not args.loss_weight > 0):
+        parser.error(f'--loss-weight {args.loss_weight}: a number > 0, for a KD student only')
     if args.method not in ('teacher', 'student') and not args.teacher_ckpt:
         parser.error(f'--method {args.method} distils from a teacher: give --teacher-ckpt')
     if args.teacher_ckpt and not osp.isfile(args.teacher_ckpt):
@@ -80,6 +88,8 @@ def main(argv=None) -> int:
         num_val=args.num_val or sched.num_val,
         seed=args.seed)
     name = f'{args.task}_{args.method}_seed{args.seed}_{args.iters}it'
+    if args.loss_weight is not None:
+        name += f'_w{args.loss_weight:g}'
     work_dir = osp.join(osp.abspath(args.work_dir), name, time.strftime('%Y%m%d_%H%M%S'))
     try:
         path = config_path(default_config_dir(), args.task, args.method)
@@ -97,6 +107,8 @@ def main(argv=None) -> int:
         teacher = osp.join(work_dir, 'teacher_weights.pth')
         save_checkpoint_atomic(dict(state_dict=state_dict), teacher)
     cfg = build_cfg(path, data, work_dir, args.iters, args.seed, 50, teacher)
+    if args.loss_weight is not None:
+        set_loss_weights(cfg, args.loss_weight)
     cfg.train_cfg.val_interval = args.val_interval
     with Console() as console:
         console.say(f'[curve] {name}: data {data}; log and curve in {work_dir}')
@@ -120,6 +132,7 @@ def main(argv=None) -> int:
                 task=args.task,
                 method=args.method,
                 seed=args.seed,
+                loss_weight=args.loss_weight,
                 metric=metric,
                 iters=iters,
                 values=values,
