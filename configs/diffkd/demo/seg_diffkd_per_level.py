@@ -18,7 +18,10 @@ model = dict(
         teacher_recorders=dict(fpn=dict(type='ModuleOutputs', source='neck')),
         distill_losses={
             f'loss_diffkd_fpn{i}':
-            dict(type='DiffKDLoss', student_channels=32, teacher_channels=64)
+            dict(
+                type='DiffKDLoss',
+                student_channels={{_base_.student_fpn_channels}},
+                teacher_channels=64)
             for i in _levels
         },
         loss_forward_mappings={

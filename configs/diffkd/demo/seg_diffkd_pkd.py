@@ -1,4 +1,4 @@
-# Demo DiffKD as connectors in front of another mmrazor loss: the student FPN (32 channels) is
+# Demo DiffKD as connectors in front of another mmrazor loss: the student FPN (16 channels) is
 # denoised into the teacher's width (64) by DiffKDStudentConnector, the teacher FPN passes
 # through DiffKDTeacherConnector (no AE here: the detached feature), and mmrazor's PKDLoss
 # matches the two on all 4 levels. The DiffKDDiffusionLoss entry trains the noise predictor on
@@ -20,7 +20,7 @@ model = dict(
         connectors=dict(
             diffkd_student=dict(
                 type='DiffKDStudentConnector',
-                student_channels=32,
+                student_channels={{_base_.student_fpn_channels}},
                 latent_channels=64,
                 num_levels=4),
             diffkd_teacher=dict(type='DiffKDTeacherConnector', teacher_channels=64, num_levels=4)),

@@ -1,5 +1,5 @@
 # Demo baseline feature KD (FitNet): on each of the 4 FPN levels, MSE between the student's
-# feature mapped by a learned 1x1 conv (32 -> 64 channels) and the teacher's (the same locations
+# feature mapped by a learned 1x1 conv (16 -> 64 channels) and the teacher's (the same locations
 # as seg_diffkd.py). Each level weighted 1: the best of {0.3, 1, 3} on the held-out seed 100
 # (35.91, 36.16, 34.98 mIoU); every KD method had three weights tried there.
 _base_ = ['./_base_/seg_runtime.py', './_base_/seg_models.py']

@@ -1,6 +1,6 @@
 # Demo baseline PKD (mmrazor's PKDLoss) on the 4 FPN levels, as mmrazor's PKD recipes write it:
 # one entry per level. PKD standardises both features per channel and matches them with MSE;
-# the student's 32-channel levels are mapped to the teacher's 64 channels by a learned 1x1 conv
+# the student's 16-channel levels are mapped to the teacher's 64 channels by a learned 1x1 conv
 # first (PKD itself needs equal channels). Each level weighted 1: the best of {1, 3, 10} on the
 # held-out seed 100 (38.86, 37.68, 37.74 mIoU).
 _base_ = ['./_base_/seg_runtime.py', './_base_/seg_models.py']

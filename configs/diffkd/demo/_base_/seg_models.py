@@ -1,7 +1,10 @@
 # The demo's segmentors: Semantic FPN (ResNetV1c-18 backbone, FPN neck, FPN head at stride 4),
 # which resolves small shapes on 128x128 images at a fraction of a dilated network's cost. The
-# teacher has the standard backbone widths (64..512) and a 64-channel FPN; the student a quarter
-# of the backbone widths (16..128) and a 32-channel FPN. The cross-entropy weighs background
+# teacher has the standard backbone widths (64..512) and a 64-channel FPN; the student an eighth
+# of the backbone widths (8..64) and a 16-channel FPN. Trained to convergence (2000 iterations),
+# a quarter-width student came within 3.4 mIoU of the teacher on the held-out seed 100 (58.8
+# against 62.2), too close for distillation to show; the eighth-width one ends 5.6 below it
+# (56.6). The cross-entropy weighs background
 # pixels (~90% of each image) at 0.3, so that the shapes are not drowned out in a short schedule.
 # Every type carries its scope (mmseg.) so that the same dicts build under mmrazor's scope too.
 norm_cfg = dict(type='BN', requires_grad=True)
@@ -52,14 +55,16 @@ def _segmentor(width, fpn_channels):
 
 
 teacher_model = _segmentor(width=64, fpn_channels=64)
-student_model = _segmentor(width=16, fpn_channels=32)
-# The student's FPN levels (32 channels) mapped to the teacher's width (64) by a learned 1x1 conv,
+#: The student's width (its FPN's channels): what the distillation configs map from.
+student_fpn_channels = 16
+student_model = _segmentor(width=8, fpn_channels=student_fpn_channels)
+# The student's FPN levels (16 channels) mapped to the teacher's width (64) by a learned 1x1 conv,
 # one connector per level: what FitNet and PKD compare (they need equal channels).
 student_projections = {
     f'student_proj{i}':
     dict(
         type='ConvModuleConnector',
-        in_channel=32,
+        in_channel=student_fpn_channels,
         out_channel=64,
         kernel_size=1,
         norm_cfg=None,
