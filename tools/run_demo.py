@@ -12,9 +12,14 @@ import os
 import sys
 
 import diffkd_mm  # noqa: F401  (compat layer + registrations first)
-from diffkd_mm.demo import (METHODS, QUICK_SCHEDULES, SCHEDULES, TASKS, DemoSettings,
+from diffkd_mm.demo import (METHODS, SCHEDULE_PROFILES, SCHEDULES, TASKS, DemoSettings,
                             ResumeConflict, TaskSeedsFailed, check_configs, run_demo)
 from diffkd_mm.engine import exit_on_full_disk
+
+
+def _describe(schedules) -> str:
+    return '; '.join(f'{task}: teacher {s.teacher_iters} it, students {s.student_iters} it, '
+                     f'{s.num_val} val images' for task, s in schedules.items())
 
 
 def parse_args(argv=None):
@@ -39,15 +44,20 @@ def parse_args(argv=None):
         f'configs/diffkd/demo (default: {" ".join(METHODS)}; variants such as '
         'diffkd_steps3 or diffkd_shared)')
     p.add_argument(
+        '--schedule',
+        choices=tuple(SCHEDULE_PROFILES),
+        default='main',
+        help='main: the README\'s main job, short (' + _describe(SCHEDULES) + '); converged: '
+        'the benchmark at convergence (' + _describe(SCHEDULE_PROFILES['converged']) +
+        '); quick: the smoke run of --quick')
+    p.add_argument(
         '--teacher-iters',
         type=int,
-        help='teacher iterations for every task (default: per task, ' +
-        ', '.join(f'{t} {s.teacher_iters}' for t, s in SCHEDULES.items()) + ')')
+        help='teacher iterations for every task (default: the --schedule\'s)')
     p.add_argument(
         '--student-iters',
         type=int,
-        help='iterations of each student run (default: per task, ' +
-        ', '.join(f'{t} {s.student_iters}' for t, s in SCHEDULES.items()) + ')')
+        help='iterations of each student run (default: the --schedule\'s)')
     p.add_argument(
         '--loss-weight',
         type=float,
@@ -57,9 +67,8 @@ def parse_args(argv=None):
     p.add_argument(
         '--jobs',
         type=int,
-        default=1,
         help='task-seeds trained at once, each in its own process with cpu_count / JOBS '
-        'threads (default: 1, one after another)')
+        'threads (default: as many as there are cores and task-seeds)')
     p.add_argument(
         '--resume',
         metavar='RUN_DIR',
@@ -69,7 +78,8 @@ def parse_args(argv=None):
     p.add_argument(
         '--quick',
         action='store_true',
-        help='a smoke run of the whole flow: a few iterations on a few images')
+        help='a smoke run of the whole flow: a few iterations on a few images (--schedule '
+        'quick)')
     p.add_argument(
         '--verbose',
         action='store_true',
@@ -81,7 +91,11 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     tasks = TASKS if args.task == 'all' else (args.task, )
-    schedules = dict(QUICK_SCHEDULES if args.quick else SCHEDULES)
+    if args.quick and args.schedule not in ('main', 'quick'):
+        sys.exit(f'run_demo.py: --quick is --schedule quick; it cannot go with --schedule '
+                 f'{args.schedule}')
+    profile = 'quick' if args.quick else args.schedule
+    schedules = dict(SCHEDULE_PROFILES[profile])
     for task in tasks:
         changes = {
             k: v
@@ -95,9 +109,11 @@ def main(argv=None) -> int:
             seeds=args.seeds,
             methods=args.methods,
             schedules=schedules,
-            log_interval=5 if args.quick else 20,
+            log_interval=5 if profile == 'quick' else 20,
             loss_weight=args.loss_weight,
-            jobs=args.jobs)
+            jobs=args.jobs if args.jobs is not None else max(
+                1, min(os.cpu_count() or 1,
+                       len(tasks) * len(args.seeds))))
         check_configs(settings)
         if args.resume is not None and not os.path.isdir(args.resume):
             raise FileNotFoundError(f'--resume {args.resume}: no such run folder')

@@ -1,7 +1,9 @@
 from .runner import ResumeConflict, TaskSeedsFailed, check_configs, run_demo, run_task
-from .settings import METHODS, QUICK_SCHEDULES, SCHEDULES, TASKS, DemoSettings, Schedule
+from .settings import (CONVERGED_SCHEDULES, METHODS, QUICK_SCHEDULES, SCHEDULE_PROFILES, SCHEDULES,
+                       TASKS, DemoSettings, Schedule)
 
 __all__ = [
-    'METHODS', 'QUICK_SCHEDULES', 'SCHEDULES', 'TASKS', 'DemoSettings', 'ResumeConflict',
-    'Schedule', 'TaskSeedsFailed', 'check_configs', 'run_demo', 'run_task'
+    'CONVERGED_SCHEDULES', 'METHODS', 'QUICK_SCHEDULES', 'SCHEDULE_PROFILES', 'SCHEDULES', 'TASKS',
+    'DemoSettings', 'ResumeConflict', 'Schedule', 'TaskSeedsFailed', 'check_configs', 'run_demo',
+    'run_task'
 ]

@@ -23,3 +23,27 @@ def test_bad_settings_are_named(kwargs, message):
 def test_good_settings_pass():
     settings = DemoSettings(seeds=(0, 1), jobs=2)
     assert settings.jobs == 2 and settings.schedules['det'].teacher_iters > 0
+
+
+def test_the_converged_schedule_trains_students_as_long_as_teachers_on_300_images():
+    from diffkd_mm.demo import SCHEDULE_PROFILES
+    for task, sched in SCHEDULE_PROFILES['converged'].items():
+        assert sched.student_iters >= sched.teacher_iters, task
+        assert sched.num_val >= 300, task
+    assert set(SCHEDULE_PROFILES) == {'main', 'converged', 'quick'}
+
+
+def test_run_demo_refuses_quick_with_another_schedule():
+    import os.path as osp
+    import subprocess
+    import sys
+    root = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+    out = subprocess.run([
+        sys.executable,
+        osp.join(root, 'tools', 'run_demo.py'), '--quick', '--schedule', 'converged'
+    ],
+                         capture_output=True,
+                         text=True,
+                         timeout=300)
+    assert out.returncode == 1 and 'Traceback' not in out.stderr
+    assert '--quick is --schedule quick; it cannot go with --schedule converged' in out.stderr
