@@ -59,3 +59,52 @@ def test_kd_student_without_teacher_and_unknown_method_are_named(tmp_path):
         out = run(tmp_path, '--task', 'seg', '--method', method, '--seed', '0', '--iters', '5',
                   '--val-interval', '5', '--loss-weight', weight)
         assert out.returncode == 2 and 'a number > 0, for a KD student only' in out.stderr
+
+
+def _curve(path, **changes):
+    curve = dict(
+        task='seg',
+        method='student',
+        seed=100,
+        metric='mIoU',
+        iters=[250, 500],
+        values=[30.0, 40.5],
+        num_train=400,
+        num_val=300)
+    curve.update(changes)
+    path.write_text(json.dumps(curve))
+    return str(path)
+
+
+def test_plot_curves_draws_several_runs_and_names_a_bad_file(tmp_path):
+    tool = osp.join(ROOT, 'tools', 'analysis_tools', 'plot_curves.py')
+    files = [
+        _curve(tmp_path / 'a.json'),
+        _curve(tmp_path / 'b.json', method='teacher', values=[35.0, 50.0]),
+        _curve(tmp_path / 'c.json', method='fitnet', loss_weight=0.3)
+    ]
+    out = subprocess.run([sys.executable, tool, *files, '--out',
+                          str(tmp_path / 'p.png')],
+                         capture_output=True,
+                         text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert (tmp_path / 'p.png').stat().st_size > 0
+    sys.path.insert(0, osp.dirname(tool))
+    try:
+        import plot_curves
+    finally:
+        sys.path.pop(0)
+    assert plot_curves.label(plot_curves.load_curve(
+        files[2])) == ('fitnet (weight 0.3), seed 100, 300 val')
+    (tmp_path / 'bad.json').write_text('{"task": "seg"}')
+    mixed = _curve(tmp_path / 'd.json', metric='mAP')
+    for args, message in (([str(tmp_path / 'bad.json')], 'not a curve.json of convergence_curve'),
+                          ([files[0], mixed], 'different metrics')):
+        out = subprocess.run([sys.executable, tool, *args, '--out',
+                              str(tmp_path / 'q.png')],
+                             capture_output=True,
+                             text=True,
+                             timeout=300)
+        assert out.returncode == 1 and 'Traceback' not in out.stderr and message in out.stderr
+    assert not (tmp_path / 'q.png').exists()
