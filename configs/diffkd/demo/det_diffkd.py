@@ -1,4 +1,4 @@
-# Demo DiffKD on the 3 FPN levels (P3-P5): each student level (32 channels) is projected to the
+# Demo DiffKD on the 3 FPN levels (P3-P5): each student level (16 channels) is projected to the
 # teacher's width (64), denoised by 5 DDIM steps of a light diffusion model trained on the
 # teacher's level, and matched with MSE. One loss entry for the whole FPN tuple, one DiffKD
 # branch per level; the class defaults otherwise: no AE, and the teacher standardised per
@@ -20,7 +20,10 @@ model = dict(
         teacher_recorders=dict(fpn=dict(type='ModuleOutputs', source='neck')),
         distill_losses=dict(
             loss_diffkd=dict(
-                type='DiffKDLoss', student_channels=32, teacher_channels=64, num_levels=3)),
+                type='DiffKDLoss',
+                student_channels={{_base_.student_fpn_channels}},
+                teacher_channels=64,
+                num_levels=3)),
         loss_forward_mappings=dict(
             loss_diffkd=dict(
                 preds_S=dict(from_student=True, recorder='fpn'),

@@ -1,5 +1,5 @@
 # Demo baseline feature KD (FitNet): on each of the 3 FPN levels (P3-P5), MSE between the
-# student's feature mapped by a learned 1x1 conv (32 -> 64 channels) and the teacher's (the same
+# student's feature mapped by a learned 1x1 conv (16 -> 64 channels) and the teacher's (the same
 # locations as det_diffkd.py). Each level weighted 0.3: the best of {0.3, 1, 3} on the held-out
 # seed 100 (12.8, 11.3, 12.1 mAP), as PKD's and DiffKD's weights were chosen from three values.
 # The teacher runs only backbone + neck (FpnTeacherDistill): all that FPN distillation needs.

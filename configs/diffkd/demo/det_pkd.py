@@ -1,6 +1,6 @@
 # Demo baseline feature KD (PKD, mmrazor's PKDLoss): on each of the 3 FPN levels (P3-P5), MSE
 # between the per-channel standardised student and teacher features, one loss entry per level as
-# in mmrazor's own PKD recipes. The student's levels (32 channels) are mapped to the teacher's
+# in mmrazor's own PKD recipes. The student's levels (16 channels) are mapped to the teacher's
 # width (64) by a learned 1x1 conv, as in det_fitnet.py. Each level weighted 1: the best of
 # {1, 3, 10} on the held-out seed 100 (13.3, 12.1, 12.3 mAP).
 # The teacher runs only backbone + neck (FpnTeacherDistill): all that FPN distillation needs.
