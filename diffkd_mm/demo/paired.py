@@ -12,6 +12,9 @@ from typing import Dict, List, NamedTuple, Optional, Sequence
 
 from .settings import SCHEDULE_KEYS
 
+#: What must be equal for two records to be compared: the benchmark's version and schedule.
+COMPARABLE_KEYS = ('benchmark_version', ) + SCHEDULE_KEYS
+
 #: The comparisons the report makes: each KD method against these baselines, when present.
 BASELINES = ('student', 'fitnet', 'pkd')
 
@@ -60,21 +63,28 @@ def task_values(records: Sequence[dict], task: str) -> Dict[str, Dict[int, float
     """``{method: {seed: value}}`` of one task's records.
 
     Raises:
-        ValueError: the task's records come from more than one schedule (records without
-            schedule fields count as one schedule of their own): such values are not paired.
+        ValueError: the task's records come from more than one schedule or benchmark version
+            (records without these fields count as their own; without a version, version 1):
+            such values are not paired; or two records are of the same method and seed.
     """
     values: Dict[str, Dict[int, float]] = {}
     schedules = set()
     for r in records:
         if r['task'] == task:
-            schedules.add(tuple(r.get(k) for k in SCHEDULE_KEYS))
-            values.setdefault(r['method'], {})[r['seed']] = r['value']
+            schedules.add((r.get('benchmark_version', 1), ) +
+                          tuple(r.get(k) for k in SCHEDULE_KEYS))
+            seeds = values.setdefault(r['method'], {})
+            if r['seed'] in seeds:
+                raise ValueError(f'two records of {task} seed {r["seed"]} {r["method"]}: give '
+                                 'each run once')
+            seeds[r['seed']] = r['value']
     if len(schedules) > 1:
         ordered = sorted(schedules, key=lambda sched: [-1 if v is None else v for v in sched])
-        described = '; '.join(', '.join(f'{k}={v}' for k, v in zip(SCHEDULE_KEYS, sched))
+        described = '; '.join(', '.join(f'{k}={v}' for k, v in zip(COMPARABLE_KEYS, sched))
                               for sched in ordered)
-        raise ValueError(f'the {task} records come from {len(schedules)} schedules ({described}); '
-                         'compare the records of one schedule at a time.')
+        raise ValueError(f'the {task} records come from {len(schedules)} schedules or benchmark '
+                         f'versions ({described}); compare the records of one schedule at a '
+                         'time.')
     return values
 
 

@@ -106,7 +106,8 @@ def task_table(records: List[dict], task: str) -> List[str]:
 
 
 #: What ``results.json`` keeps of each record (the curves and pictures stay in the report).
-RECORD_KEYS = ('task', 'seed', 'method', 'metric', *SCHEDULE_KEYS, 'value', 's_per_iter')
+RECORD_KEYS = ('task', 'seed', 'method', 'metric', 'benchmark_version', *SCHEDULE_KEYS, 'value',
+               's_per_iter')
 
 
 def write_report(run_dir: str,

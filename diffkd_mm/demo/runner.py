@@ -28,7 +28,7 @@ from ..models.losses import DiffKDLoss
 from ..visualization import denoising_figure, record_denoising
 from .console import Console, clock
 from .report import write_report
-from .settings import TASK_METRICS, DemoSettings, Schedule
+from .settings import BENCHMARK_VERSION, TASK_METRICS, DemoSettings, Schedule
 from .teacher_cache import reuse_teacher, set_aside, store_teacher
 
 #: Logged scalars that are not curves worth plotting.
@@ -250,6 +250,8 @@ def _earlier_run(folder: str, digest: str, title: str, console: Console) -> Opti
             f'{title} in {osp.dirname(folder)} was run from another config or other settings '
             f'(schedule, methods\' configs, loss weight, teacher); resume a run folder with the '
             'options it was started with, or start a new one without --resume')
+    # Same config, so the same benchmark (records of older versions of this code lack the field)
+    record.setdefault('benchmark_version', BENCHMARK_VERSION)
     return record
 
 
@@ -335,7 +337,14 @@ def run_task(settings: DemoSettings,
             picture = osp.join(task_dir,
                                f'{method}_features.png') if method.startswith('diffkd') else None
             result = _train(cfg, task, console, title, picture)
-        record = dict(task=task, seed=seed, method=method, metric=name, **schedule, **result)
+        record = dict(
+            task=task,
+            seed=seed,
+            method=method,
+            metric=name,
+            benchmark_version=BENCHMARK_VERSION,
+            **schedule,
+            **result)
         _save_run(cfg.work_dir, record, digest)
         records.append(record)
     return records

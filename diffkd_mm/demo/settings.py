@@ -34,6 +34,10 @@ class Schedule:
 
 #: The fields of a record that give its schedule.
 SCHEDULE_KEYS = tuple(field.name for field in dataclasses.fields(Schedule))
+#: The embedded benchmark's models and data, as each record says (``benchmark_version``):
+#: records of two versions are never paired or averaged together. 1: quarter-width students
+#: (records without the field); 2: students an eighth of their teachers' width.
+BENCHMARK_VERSION = 2
 
 #: The README's main job: both tasks in at most ~20 minutes on 2 CPU cores with the teachers to
 #: train (docs/demo.md has the measured times).

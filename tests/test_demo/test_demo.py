@@ -54,8 +54,8 @@ def test_quick_demo_runs_both_tasks_and_writes_report_and_records(tmp_path):
                                   for method in METHODS}
     for r in records:
         assert set(r) == {
-            'task', 'seed', 'method', 'metric', 'teacher_iters', 'student_iters', 'num_train',
-            'num_val', 'value', 's_per_iter'
+            'task', 'seed', 'method', 'metric', 'benchmark_version', 'teacher_iters',
+            'student_iters', 'num_train', 'num_val', 'value', 's_per_iter'
         }
         assert (r['teacher_iters'], r['student_iters']) == (20, 10)  # --quick's schedule
         assert r['metric'] == dict(det='mAP', seg='mIoU')[r['task']]

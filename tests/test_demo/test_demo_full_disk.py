@@ -14,7 +14,15 @@ CURVES = {'distill.loss_diffkd_kd': [1.0, 0.5, 0.25], 'distill.diffkd_gate': [0.
 SCHEDULE = dict(teacher_iters=800, student_iters=300, num_train=400, num_val=100)
 RECORDS = [
     dict(
-        task='seg', seed=0, method=m, metric='mIoU', **SCHEDULE, value=v, s_per_iter=0.1, curves=c)
+        task='seg',
+        seed=0,
+        method=m,
+        metric='mIoU',
+        benchmark_version=2,
+        **SCHEDULE,
+        value=v,
+        s_per_iter=0.1,
+        curves=c)
     for m, v, c in (('teacher', 45.5, {}), ('student', 33.25, {}), ('diffkd', 39.75, CURVES))
 ]
 

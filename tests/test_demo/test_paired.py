@@ -127,3 +127,29 @@ def test_shipped_records_say_their_schedule():
     for r in records:
         assert (r['teacher_iters'], r['student_iters'], r['num_val']) == dict(
             det=(500, 200, 100), seg=(800, 300, 100))[r['task']], r
+
+
+def test_records_of_two_benchmark_versions_or_a_run_given_twice_are_not_paired(tmp_path):
+    values = dict(student={0: 10.0, 1: 11.0}, diffkd={0: 12.0, 1: 12.5})
+    old = _records('det', values)  # the shipped records have no version: version 1
+    new = [dict(r, benchmark_version=2) for r in _records('det', values)]
+    with pytest.raises(
+            ValueError, match=r'2 schedules or benchmark versions \(benchmark_version=1'):
+        paired_table(old[:2] + new[2:], 'det')
+    assert paired_table(new, 'det')  # one version: compared
+    with pytest.raises(ValueError, match='two records of det seed 0 student: give each run once'):
+        paired_table(new + new[:1], 'det')
+    # The tool pairs the records of several files (seeds run apart), and refuses a run twice.
+    first, second = tmp_path / 'a.json', tmp_path / 'b.json'
+    first.write_text(json.dumps([r for r in new if r['seed'] == 0]))
+    second.write_text(json.dumps([r for r in new if r['seed'] == 1]))
+    out = subprocess.run(
+        [sys.executable, TOOL, str(first), str(second)],
+        capture_output=True,
+        text=True,
+        timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert '| Student + DiffKD - Student (no KD) | 2 | +1.75 |' in out.stdout
+    out = subprocess.run(
+        [sys.executable, TOOL, str(first), str(first)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 1 and 'two records of det seed 0' in out.stderr

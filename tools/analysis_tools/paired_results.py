@@ -1,6 +1,10 @@
 """Compare methods paired by seed from the main job's records (``results.json``).
 
     python tools/analysis_tools/paired_results.py docs/results/embedded_benchmark.json
+    python tools/analysis_tools/paired_results.py RUN_A/report/results.json B/report/results.json
+
+Several files are read as one set of records (seeds run apart, on other machines); a run given
+twice, or records of two schedules or benchmark versions of one task, are refused in one line.
 
 Prints, per task, each KD method against no KD, FitNet and PKD: the mean of the per-seed
 differences, its 95% t-interval and whether it excludes zero (see ``diffkd_mm.demo.paired``).
@@ -15,20 +19,25 @@ from diffkd_mm.demo.settings import method_title
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('records', help='a results.json written by tools/run_demo.py')
+    parser.add_argument(
+        'records', nargs='+', help='results.json files written by tools/run_demo.py')
     args = parser.parse_args(argv)
-    try:
-        with open(args.records) as f:
-            records = json.load(f)
-        tasks = list(dict.fromkeys(r['task'] for r in records))
-    except (OSError, ValueError, TypeError, KeyError) as err:
-        sys.exit(f'paired_results.py: {args.records} is not a records file of tools/run_demo.py '
-                 f'(a JSON list of records with task, seed, method, value): {err}')
-    for task in tasks:
+    records = []
+    for path in args.records:
+        try:
+            with open(path) as f:
+                loaded = json.load(f)
+            [(r['task'], r['seed'], r['method'], r['value']) for r in loaded]  # is it records?
+        except (OSError, ValueError, TypeError, KeyError) as err:
+            sys.exit(f'paired_results.py: {path} is not a records file of tools/run_demo.py '
+                     f'(a JSON list of records with task, seed, method, value): {err}')
+        records += loaded
+    named = ', '.join(args.records)
+    for task in dict.fromkeys(r['task'] for r in records):
         try:
             table = paired_table(records, task, method_title)
         except ValueError as err:
-            sys.exit(f'paired_results.py: {args.records}: {err}')
+            sys.exit(f'paired_results.py: {named}: {err}')
         print(f'## {task}\n')
         print('\n'.join(table or ['(no pairs)']) + '\n')
     return 0
