@@ -15,7 +15,8 @@ ROOT = osp.dirname(osp.abspath(osp.dirname(diffkd_mm.__file__)))
 METHODS = ('teacher', 'student', 'fitnet', 'pkd', 'diffkd')
 
 
-def _run(tmp_path, *args):
+def _invoke(tmp_path, *args, timeout=1500):
+    """``run_demo.py --quick ARGS`` with the test's own caches and work dir."""
     env = dict(
         os.environ,
         DIFFKD_CACHE_DIR=str(tmp_path / 'cache'),
@@ -25,7 +26,11 @@ def _run(tmp_path, *args):
         osp.join(ROOT, 'tools', 'run_demo.py'), '--quick', '--work-dir',
         str(tmp_path / 'work'), *args
     ]
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1500)
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def _run(tmp_path, *args):
+    out = _invoke(tmp_path, *args)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     # A tool's output, not a log: a line per run, the table; the runs' output is in their folders
     printed = (out.stdout + out.stderr).count('\n')
@@ -91,19 +96,7 @@ def test_quick_demo_runs_both_tasks_and_writes_report_and_records(tmp_path):
 
 
 def test_unknown_method_is_refused_before_any_training(tmp_path):
-    env = dict(
-        os.environ,
-        DIFFKD_CACHE_DIR=str(tmp_path / 'cache'),
-        DIFFKD_DATA_ROOT=str(tmp_path / 'data'))
-    out = subprocess.run([
-        sys.executable,
-        osp.join(ROOT, 'tools', 'run_demo.py'), '--quick', '--work-dir',
-        str(tmp_path / 'work'), '--methods', 'fitnet', 'dfkd'
-    ],
-                         capture_output=True,
-                         text=True,
-                         env=env,
-                         timeout=300)
+    out = _invoke(tmp_path, '--methods', 'fitnet', 'dfkd', timeout=300)
     assert out.returncode != 0
     assert "no config" in out.stderr and "'dfkd'" in out.stderr and 'diffkd' in out.stderr
     assert not osp.exists(tmp_path / 'data')  # nothing was drawn or trained
@@ -147,18 +140,16 @@ def test_parallel_task_seeds_then_a_resumed_run_adds_a_method(tmp_path):
     assert len(os.listdir(tmp_path / 'work')) == 1  # no new folder
 
     # The same folder with other settings: refused in one line, nothing trained.
-    env = dict(
-        os.environ,
-        DIFFKD_CACHE_DIR=str(tmp_path / 'cache'),
-        DIFFKD_DATA_ROOT=str(tmp_path / 'data'))
-    out = subprocess.run([
-        sys.executable,
-        osp.join(ROOT, 'tools', 'run_demo.py'), '--quick', '--task', 'det', '--methods', 'student',
-        '--student-iters', '11', '--resume', run_dir
-    ],
-                         capture_output=True,
-                         text=True,
-                         env=env,
-                         timeout=600)
+    out = _invoke(
+        tmp_path,
+        '--task',
+        'det',
+        '--methods',
+        'student',
+        '--student-iters',
+        '11',
+        '--resume',
+        run_dir,
+        timeout=600)
     assert out.returncode == 1 and 'Traceback' not in out.stderr, out.stderr[-3000:]
     assert 'det seed 0 student' in out.stderr and 'options it was started with' in out.stderr
