@@ -14,7 +14,7 @@ import os
 import os.path as osp
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 from mmengine.config import Config
@@ -182,6 +182,23 @@ def _teacher_record(cfg: Config, sched: Schedule, task: str, seed: int, data_dir
     return dict(key=key, task=task, definition=json.loads(text))
 
 
+def teacher_run(settings: DemoSettings, task: str, seed: int, data_dir: str,
+                work_dir: str) -> Tuple[Config, dict, str]:
+    """What the main job needs to train or reuse the teacher of ``task`` and ``seed``.
+
+    Returns:
+        tuple: The teacher's config (working in ``work_dir``), its record (cache key and the
+        settings it is computed from) and the path of its file in the teacher cache.
+    """
+    sched = settings.schedules[task]
+    cfg = build_cfg(
+        config_path(settings.config_dir, task, 'teacher'), data_dir, work_dir, sched.teacher_iters,
+        seed, settings.log_interval)
+    record = _teacher_record(cfg, sched, task, seed, data_dir)
+    cached = osp.join(_cache_dir(settings), f'{task}_teacher_{record["key"]}.pth')
+    return cfg, record, cached
+
+
 def _teacher(cfg: Config, record: dict, cached: str, task: str, title: str,
              console: Console) -> dict:
     """Train the teacher of ``cfg``, or evaluate its cached weights ``cached``.
@@ -294,11 +311,8 @@ def run_task(settings: DemoSettings,
     # never paired or averaged together.
     schedule = dataclasses.asdict(sched)
 
-    teacher_cfg = build_cfg(
-        config_path(settings.config_dir, task, 'teacher'), data_dir, osp.join(task_dir, 'teacher'),
-        sched.teacher_iters, seed, settings.log_interval)
-    teacher_def = _teacher_record(teacher_cfg, sched, task, seed, data_dir)
-    cached = osp.join(_cache_dir(settings), f'{task}_teacher_{teacher_def["key"]}.pth')
+    teacher_cfg, teacher_def, cached = teacher_run(settings, task, seed, data_dir,
+                                                   osp.join(task_dir, 'teacher'))
     runs = {'teacher': (teacher_cfg, run_digest(teacher_cfg, places))}
     for method in settings.methods:
         cfg = build_cfg(

@@ -107,7 +107,7 @@ def test_main_job_retrains_a_cut_teacher_and_reuses_the_new_one(tmp_path, warnin
     from diffkd_mm.datasets import ensure_dataset
     from diffkd_mm.demo import QUICK_SCHEDULES, DemoSettings, check_configs
     from diffkd_mm.demo.console import Console
-    from diffkd_mm.demo.runner import _teacher
+    from diffkd_mm.demo.runner import _teacher, teacher_run
     from diffkd_mm.engine import CheckpointGuard
     settings = DemoSettings(
         tasks=('seg', ), schedules=QUICK_SCHEDULES, cache_dir=str(tmp_path / 'cache'))
@@ -115,23 +115,27 @@ def test_main_job_retrains_a_cut_teacher_and_reuses_the_new_one(tmp_path, warnin
     sched = settings.schedules['seg']
     data = ensure_dataset(
         'seg', root=tmp_path / 'data', num_train=sched.num_train, num_val=sched.num_val)
+
+    def teacher(run):
+        cfg, record, cached = teacher_run(settings, 'seg', 0, data, str(tmp_path / run))
+        return _teacher(cfg, record, cached, 'seg', f'seg seed 0 teacher ({run})', console), cached
+
     # The Runners set mmengine's default scope for the process: restore it for later tests.
     with DefaultScope.overwrite_default_scope('mmseg'), CheckpointGuard(), Console() as console:
-        first = _teacher(settings, 'seg', 0, data, str(tmp_path / 'run1'), console)
-        assert not first['cached'] and warnings == []
-        _cut_in_half(Path(first['ckpt']))
-        second = _teacher(settings, 'seg', 0, data, str(tmp_path / 'run2'), console)
-        assert not second['cached'] and second['ckpt'] == first['ckpt']
+        first, cached = teacher('run1')
+        assert not first['cached'] and warnings == [] and osp.isfile(cached)
+        _cut_in_half(Path(cached))
+        second, cached_again = teacher('run2')
+        assert not second['cached'] and cached_again == cached
         assert len(warnings) == 1 and 'cannot be read' in warnings[0]
         # Readable, with the right record, but weights of another model: found when loaded.
         save_checkpoint_atomic(
-            dict(
-                state_dict=dict(w=torch.zeros(3)),
-                meta=load_checkpoint_file(second['ckpt'])['meta']), second['ckpt'])
-        third = _teacher(settings, 'seg', 0, data, str(tmp_path / 'run3'), console)
+            dict(state_dict=dict(w=torch.zeros(3)), meta=load_checkpoint_file(cached)['meta']),
+            cached)
+        third, _ = teacher('run3')
         assert not third['cached'] and len(warnings) == 2
         assert 'does not fit the teacher model' in warnings[1] and '\n' not in warnings[1]
-        fourth = _teacher(settings, 'seg', 0, data, str(tmp_path / 'run4'), console)
+        fourth, _ = teacher('run4')
     assert fourth['cached'] and fourth['value'] == pytest.approx(third['value'])
     assert len(warnings) == 2
-    assert [f for f in os.listdir(osp.dirname(first['ckpt'])) if '.bad-' in f]
+    assert [f for f in os.listdir(osp.dirname(cached)) if '.bad-' in f]
