@@ -153,3 +153,19 @@ def test_records_of_two_benchmark_versions_or_a_run_given_twice_are_not_paired(t
     out = subprocess.run(
         [sys.executable, TOOL, str(first), str(first)], capture_output=True, text=True, timeout=300)
     assert out.returncode == 1 and 'two records of det seed 0' in out.stderr
+
+
+def test_shipped_converged_records_are_one_schedule_and_one_run_per_seed():
+    """Each seed of the benchmark at convergence holds a teacher and one record per method,
+    all of the converged schedule and the eighth-width benchmark (never mixed with others)."""
+    with open(osp.join(ROOT, 'docs', 'results', 'converged_benchmark.json')) as f:
+        records = json.load(f)
+    assert records
+    seeds = {}
+    for r in records:
+        assert (r['teacher_iters'], r['student_iters'], r['num_train'], r['num_val'],
+                r['benchmark_version']) == (2000, 2000, 400, 300, 2), r
+        seeds.setdefault((r['task'], r['seed']), []).append(r['method'])
+    for key, methods in seeds.items():
+        assert len(methods) == len(set(methods)), key
+        assert {'teacher', 'student'} <= set(methods), key

@@ -1,8 +1,9 @@
 # Demo baseline feature KD (PKD, mmrazor's PKDLoss): on each of the 3 FPN levels (P3-P5), MSE
 # between the per-channel standardised student and teacher features, one loss entry per level as
 # in mmrazor's own PKD recipes. The student's levels (16 channels) are mapped to the teacher's
-# width (64) by a learned 1x1 conv, as in det_fitnet.py. Each level weighted 1: the best of
-# {1, 3, 10} on the held-out seed 100 (13.3, 12.1, 12.3 mAP).
+# width (64) by a learned 1x1 conv, as in det_fitnet.py. Each level weighted 3: the best of
+# {0.3, 1, 3} at the converged schedule on the held-out seed 101 (32.00, 32.10, 34.60 mAP;
+# docs/results/2026-12-03_converged_det_settings_heldout.md).
 # The teacher runs only backbone + neck (FpnTeacherDistill): all that FPN distillation needs.
 _base_ = ['./_base_/det_runtime.py', './_base_/det_models.py']
 
@@ -19,7 +20,7 @@ model = dict(
         student_recorders=dict(fpn=dict(type='ModuleOutputs', source='neck')),
         teacher_recorders=dict(fpn=dict(type='ModuleOutputs', source='neck')),
         connectors={{_base_.student_projections}},
-        distill_losses={f'loss_pkd_fpn{i}': dict(type='PKDLoss', loss_weight=1.0)
+        distill_losses={f'loss_pkd_fpn{i}': dict(type='PKDLoss', loss_weight=3.0)
                         for i in _levels},
         loss_forward_mappings={
             f'loss_pkd_fpn{i}':
