@@ -1,4 +1,5 @@
 """Differences paired by seed: the numbers, the verdicts, the report section and the tool."""
+import dataclasses
 import json
 import os.path as osp
 import subprocess
@@ -8,6 +9,7 @@ import pytest
 
 import diffkd_mm
 from diffkd_mm.demo.paired import paired_difference, paired_table
+from diffkd_mm.demo.settings import BENCHMARK_VERSION, CONVERGED_SCHEDULES, SCHEDULE_KEYS
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(diffkd_mm.__file__)))
 TOOL = osp.join(ROOT, 'tools', 'analysis_tools', 'paired_results.py')
@@ -163,8 +165,9 @@ def test_shipped_converged_records_are_one_schedule_and_one_run_per_seed():
     assert records
     seeds = {}
     for r in records:
-        assert (r['teacher_iters'], r['student_iters'], r['num_train'], r['num_val'],
-                r['benchmark_version']) == (2000, 2000, 400, 300, 2), r
+        sched = CONVERGED_SCHEDULES[r['task']]
+        assert {key: r[key] for key in SCHEDULE_KEYS} == dataclasses.asdict(sched), r
+        assert r['benchmark_version'] == BENCHMARK_VERSION, r
         seeds.setdefault((r['task'], r['seed']), []).append(r['method'])
     for key, methods in seeds.items():
         assert len(methods) == len(set(methods)), key
