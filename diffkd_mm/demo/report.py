@@ -96,8 +96,8 @@ def task_table(records: List[dict], task: str) -> List[str]:
         if gap and method not in ('teacher', 'student'):
             closed = f'{(statistics.mean(vals) - statistics.mean(student)) / gap:+.0%}'
         times = [
-            value[(method, s)]['s_per_iter'] for s in seeds
-            if (method, s) in value and value[(method, s)]['s_per_iter']
+            value[(method, s)].get('s_per_iter') for s in seeds
+            if (method, s) in value and value[(method, s)].get('s_per_iter')
         ]
         spi = f'{statistics.median(times):.3f}' if times else '- (cached)'
         head.append(f'| {method_title(method)} | ' + ' | '.join(cells) +

@@ -151,6 +151,7 @@ def test_records_of_two_benchmark_versions_or_a_run_given_twice_are_not_paired(t
         text=True,
         timeout=300)
     assert out.returncode == 0, out.stderr
+    assert '| Student (no KD) | 10.00 | 11.00 | 10.50 ± 0.71 | - |' in out.stdout  # seed table
     assert '| Student + DiffKD - Student (no KD) | 2 | +1.75 |' in out.stdout
     out = subprocess.run(
         [sys.executable, TOOL, str(first), str(first)], capture_output=True, text=True, timeout=300)

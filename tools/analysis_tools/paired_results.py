@@ -6,14 +6,17 @@
 Several files are read as one set of records (seeds run apart, on other machines); a run given
 twice, or records of two schedules or benchmark versions of one task, are refused in one line.
 
-Prints, per task, each KD method against no KD, FitNet and PKD: the mean of the per-seed
-differences, its 95% t-interval and whether it excludes zero (see ``diffkd_mm.demo.paired``).
+Prints, per task, the table of the main job's report (a column per seed, mean ± std, the share
+of the teacher-student gap closed), then each KD method against no KD, FitNet and PKD: the mean
+of the per-seed differences, its 95% t-interval and whether it excludes zero (see
+``diffkd_mm.demo.paired``).
 """
 import argparse
 import json
 import sys
 
 from diffkd_mm.demo.paired import paired_table
+from diffkd_mm.demo.report import task_table
 from diffkd_mm.demo.settings import method_title
 
 
@@ -39,6 +42,7 @@ def main(argv=None) -> int:
         except ValueError as err:
             sys.exit(f'paired_results.py: {named}: {err}')
         print(f'## {task}\n')
+        print('\n'.join(task_table(records, task)) + '\n')
         print('\n'.join(table or ['(no pairs)']) + '\n')
     return 0
 
