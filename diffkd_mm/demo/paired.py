@@ -88,6 +88,26 @@ def task_values(records: Sequence[dict], task: str) -> Dict[str, Dict[int, float
     return values
 
 
+def paired_differences(values: Dict[str, Dict[int, float]]) -> List[PairedDifference]:
+    """Each KD method against no KD, FitNet and PKD (FitNet against no KD, PKD against no KD
+    and FitNet), for the pairs with at least 2 common seeds, in the order of ``values``.
+
+    Args:
+        values (dict): ``{method: {seed: metric}}``, as :func:`task_values` returns.
+    """
+    out = []
+    for method in values:
+        if method in ('teacher', 'student'):
+            continue
+        # A baseline is compared only with those before it: each pair appears once.
+        compared = BASELINES[:BASELINES.index(method)] if method in BASELINES else BASELINES
+        for baseline in compared:
+            d = paired_difference(method, baseline, values)
+            if d is not None and d.low is not None:  # one seed: the seed table shows it
+                out.append(d)
+    return out
+
+
 def paired_table(records: Sequence[dict], task: str, title=lambda m: m) -> List[str]:
     """Markdown rows: each KD method against no KD, FitNet and PKD, paired by seed (FitNet
     against no KD, PKD against no KD and FitNet); none for pairs with fewer than 2 seeds.
@@ -99,18 +119,10 @@ def paired_table(records: Sequence[dict], task: str, title=lambda m: m) -> List[
     """
     values = task_values(records, task)
     rows = []
-    for method in values:
-        if method in ('teacher', 'student'):
-            continue
-        # A baseline is compared only with those before it: each pair appears once.
-        compared = BASELINES[:BASELINES.index(method)] if method in BASELINES else BASELINES
-        for baseline in compared:
-            d = paired_difference(method, baseline, values)
-            if d is None or d.low is None:  # one seed: the seed table already shows it
-                continue
-            verdict = 'yes, above' if d.low > 0 else 'yes, below' if d.high < 0 else 'no'
-            rows.append(f'| {title(method)} - {title(baseline)} | {d.n} | {d.mean:+.2f} | '
-                        f'[{d.low:+.2f}, {d.high:+.2f}] | {verdict} |')
+    for d in paired_differences(values):
+        verdict = 'yes, above' if d.low > 0 else 'yes, below' if d.high < 0 else 'no'
+        rows.append(f'| {title(d.method)} - {title(d.baseline)} | {d.n} | {d.mean:+.2f} | '
+                    f'[{d.low:+.2f}, {d.high:+.2f}] | {verdict} |')
     if not rows:
         return []
     return [

@@ -6,7 +6,7 @@ import statistics
 from typing import Dict, List, Optional, Sequence
 
 from ..fileio import atomic_copy, atomic_write_text, save_figure
-from .paired import paired_table
+from .paired import paired_differences, paired_table, task_values
 from .settings import SCHEDULE_KEYS, DemoSettings, method_title
 
 #: Curves averaged over this many iterations before plotting (the raw ones are noisy).
@@ -44,6 +44,74 @@ def _plot(series: Dict[str, Sequence[float]],
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
+    fig.tight_layout()
+    try:
+        save_figure(fig, path)
+    finally:
+        plt.close(fig)
+    return True
+
+
+def _short_title(method: str) -> str:
+    """``'Student + DiffKD'`` -> ``'DiffKD'``, ``'Student (no KD)'`` -> ``'no KD'``."""
+    title = method_title(method)
+    return 'no KD' if method == 'student' else title.replace('Student + ', '')
+
+
+def paired_figure(records: Sequence[dict], tasks: Sequence[str], path: str) -> bool:
+    """Picture of the paired table: one panel per task, one row per comparison, each seed's
+    difference as a dot and the mean with its 95% interval as a bar (green: above zero, red:
+    below, grey: not significant).
+
+    Args:
+        records (Sequence[dict]): Records with ``task``, ``seed``, ``method``, ``value``.
+        tasks (Sequence[str]): The tasks drawn, one panel each.
+        path (str): The picture written.
+
+    Returns:
+        bool: False, and nothing written, when no task has a pair with 2 seeds or more.
+    """
+    panels = []
+    for task in tasks:
+        values = task_values(records, task)
+        diffs = paired_differences(values)
+        if diffs:
+            metric = next(r['metric'] for r in records if r['task'] == task)
+            panels.append((task, metric, values, diffs))
+    if not panels:
+        return False
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    rows = sum(len(p[3]) for p in panels)
+    fig, axes = plt.subplots(
+        len(panels), 1, figsize=(7, 1.2 + 0.42 * rows + 0.6 * len(panels)), squeeze=False)
+    for ax, (task, metric, values, diffs) in zip(axes[:, 0], panels):
+        for i, d in enumerate(diffs):
+            seeds = sorted(set(values[d.method]) & set(values[d.baseline]))
+            per_seed = [values[d.method][s] - values[d.baseline][s] for s in seeds]
+            offsets = [0.25 * (k / max(len(seeds) - 1, 1) - 0.5) for k in range(len(seeds))]
+            ax.scatter(per_seed, [i + o for o in offsets], s=10, color='0.45', zorder=2)
+            color = 'tab:green' if d.low > 0 else 'tab:red' if d.high < 0 else '0.2'
+            ax.errorbar(
+                d.mean,
+                i,
+                xerr=[[d.mean - d.low], [d.high - d.mean]],
+                fmt='D',
+                color=color,
+                capsize=3,
+                zorder=3)
+        ax.axvline(0, color='0.6', linewidth=0.8)
+        ax.set_yticks(range(len(diffs)))
+        ax.set_yticklabels(
+            [f'{_short_title(d.method)} - {_short_title(d.baseline)}' for d in diffs], fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlabel(
+            f'{metric} difference, paired by seed (dots: seeds; bar: mean, 95% '
+            'interval)',
+            fontsize=8)
+        ax.set_title(f'{task}: {diffs[0].n} seeds', fontsize=10)
+        ax.grid(axis='x', alpha=0.3)
     fig.tight_layout()
     try:
         save_figure(fig, path)
@@ -145,6 +213,9 @@ def write_report(run_dir: str,
         ]
         paired = paired_table(records, task, method_title)
         lines += paired + [''] if paired else []
+        name = f'{task}_paired.png'
+        if paired_figure(records, [task], osp.join(out, name)):
+            lines += [f'![paired differences]({name})', '']
         runs = {
             r['method']: r
             for r in records if r['task'] == task and r['seed'] == settings.seeds[0]

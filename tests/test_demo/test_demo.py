@@ -46,7 +46,7 @@ def test_quick_demo_runs_both_tasks_and_writes_report_and_records(tmp_path):
     report_dir = osp.dirname(last[len('[demo] report: '):])
     pictures = [
         f'{task}_{name}.png' for task in ('det', 'seg')
-        for name in ('diffkd_losses', 'diffkd_gate', 'diffkd_features', 'distill_terms')
+        for name in ('diffkd_losses', 'diffkd_gate', 'diffkd_features', 'distill_terms', 'paired')
     ]
     for name in ('report.md', 'results.json', *pictures):
         assert osp.getsize(osp.join(report_dir, name)) > 0, name
@@ -69,7 +69,7 @@ def test_quick_demo_runs_both_tasks_and_writes_report_and_records(tmp_path):
         assert f"{r['value']:.2f}" in md, r
         assert r['s_per_iter'] > 0, r  # every model of this run was trained, none cached
     assert '| Student + DiffKD |' in md and '| Student + PKD |' in md and '± ' in md
-    assert '## det' in md and '## seg' in md and '![' in md
+    assert '## det' in md and '## seg' in md and '![paired differences](det_paired.png)' in md
     # Two seeds: each KD method against no KD, FitNet and PKD, paired by seed, in the report
     # and in what the run prints.
     for pair in ('Student + DiffKD - Student (no KD)', 'Student + DiffKD - Student + FitNet',

@@ -173,3 +173,45 @@ def test_shipped_converged_records_are_one_schedule_and_one_run_per_seed():
     for key, methods in seeds.items():
         assert len(methods) == len(set(methods)), key
         assert {'teacher', 'student'} <= set(methods), key
+
+
+def test_figure_draws_the_pairs_and_nothing_without_them(tmp_path):
+    from diffkd_mm.demo.report import paired_figure
+    records = _records('det', dict(student={0: 10.0, 1: 11.0}, diffkd={0: 12.0, 1: 12.5}))
+    path = tmp_path / 'paired.png'
+    assert paired_figure(records, ['det'], str(path)) is True
+    assert path.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    one_seed = _records('det', dict(student={0: 10.0}, diffkd={0: 11.0}))
+    assert paired_figure(one_seed, ['det'], str(tmp_path / 'none.png')) is False
+    assert not (tmp_path / 'none.png').exists()
+
+
+def test_tool_draws_a_new_picture_and_keeps_an_existing_one(tmp_path):
+    records = tmp_path / 'records.json'
+    records.write_text(
+        json.dumps(_records('det', dict(student={
+            0: 10.0,
+            1: 11.0
+        }, diffkd={
+            0: 12.0,
+            1: 12.5
+        }))))
+    picture = tmp_path / 'paired.png'
+    out = subprocess.run(
+        [sys.executable, TOOL, str(records), '--plot',
+         str(picture)],
+        capture_output=True,
+        text=True,
+        timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert f'paired differences drawn: {picture}' in out.stdout and picture.stat().st_size > 0
+    picture.write_bytes(b'mine')
+    out = subprocess.run(
+        [sys.executable, TOOL, str(records), '--plot',
+         str(picture)],
+        capture_output=True,
+        text=True,
+        timeout=300)
+    assert out.returncode == 1 and 'Traceback' not in out.stderr
+    assert f'--plot {picture} exists; give a new file name' in out.stderr
+    assert picture.read_bytes() == b'mine'

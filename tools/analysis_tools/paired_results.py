@@ -9,14 +9,15 @@ twice, or records of two schedules or benchmark versions of one task, are refuse
 Prints, per task, the table of the main job's report (a column per seed, mean ± std, the share
 of the teacher-student gap closed), then each KD method against no KD, FitNet and PKD: the mean
 of the per-seed differences, its 95% t-interval and whether it excludes zero (see
-``diffkd_mm.demo.paired``).
+``diffkd_mm.demo.paired``). ``--plot PNG`` draws those differences, each seed a dot.
 """
 import argparse
 import json
+import os
 import sys
 
 from diffkd_mm.demo.paired import paired_table
-from diffkd_mm.demo.report import task_table
+from diffkd_mm.demo.report import paired_figure, task_table
 from diffkd_mm.demo.settings import method_title
 
 
@@ -24,6 +25,11 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument(
         'records', nargs='+', help='results.json files written by tools/run_demo.py')
+    parser.add_argument(
+        '--plot',
+        metavar='PNG',
+        help='also draw the paired differences of every task into this picture (an existing '
+        'file is not replaced)')
     args = parser.parse_args(argv)
     records = []
     for path in args.records:
@@ -36,6 +42,8 @@ def main(argv=None) -> int:
                      f'(a JSON list of records with task, seed, method, value): {err}')
         records += loaded
     named = ', '.join(args.records)
+    if args.plot and os.path.exists(args.plot):
+        sys.exit(f'paired_results.py: --plot {args.plot} exists; give a new file name')
     for task in dict.fromkeys(r['task'] for r in records):
         try:
             table = paired_table(records, task, method_title)
@@ -44,6 +52,12 @@ def main(argv=None) -> int:
         print(f'## {task}\n')
         print('\n'.join(task_table(records, task)) + '\n')
         print('\n'.join(table or ['(no pairs)']) + '\n')
+    if args.plot:
+        tasks = list(dict.fromkeys(r['task'] for r in records))
+        if paired_figure(records, tasks, args.plot):
+            print(f'paired differences drawn: {args.plot}')
+        else:
+            print('no pair with 2 seeds or more: nothing drawn')
     return 0
 
 
