@@ -215,3 +215,28 @@ def test_tool_draws_a_new_picture_and_keeps_an_existing_one(tmp_path):
     assert out.returncode == 1 and 'Traceback' not in out.stderr
     assert f'--plot {picture} exists; give a new file name' in out.stderr
     assert picture.read_bytes() == b'mine'
+
+
+def test_shipped_converged_records_give_the_tables_the_docs_quote():
+    """Five seeds per task, a teacher-student gap of at least 5 points on each, and every row of
+    the seed and paired tables on the results page is what the tool prints from the records."""
+    path = osp.join(ROOT, 'docs', 'results', 'converged_benchmark.json')
+    with open(path) as f:
+        records = json.load(f)
+    for task in ('det', 'seg'):
+        value = {(r['seed'], r['method']): r['value'] for r in records if r['task'] == task}
+        seeds = sorted({seed for seed, _ in value})
+        assert seeds == [0, 1, 2, 3, 4], task
+        for seed in seeds:
+            assert value[seed, 'teacher'] - value[seed, 'student'] >= 5, (task, seed)
+    out = subprocess.run([sys.executable, TOOL, path], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    page = open(osp.join(ROOT, 'docs', 'results',
+                         '2026-12-04_converged_benchmark_5seeds.md')).read()
+    quoted = [
+        line for line in page.splitlines()
+        if line.startswith(('| Teacher |', '| Student')) and line.endswith('|')
+    ]
+    assert len(quoted) == 11 + 15  # 5 + 6 seed rows, 6 + 9 paired rows
+    for line in quoted:
+        assert line in out.stdout, line
