@@ -8,7 +8,7 @@ interval excludes zero.
 """
 import math
 import statistics
-from typing import Dict, List, NamedTuple, Optional, Sequence
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from .settings import SCHEDULE_KEYS
 
@@ -20,13 +20,19 @@ BASELINES = ('student', 'fitnet', 'pkd')
 
 
 class PairedDifference(NamedTuple):
-    """``method - baseline`` over ``n`` common seeds: mean and 95% interval (None for n < 2)."""
+    """``method - baseline`` on their common seeds: each seed's difference (in seed order), their
+    mean and its 95% interval (None for fewer than 2 seeds)."""
     method: str
     baseline: str
-    n: int
+    per_seed: Tuple[float, ...]
     mean: float
     low: Optional[float]
     high: Optional[float]
+
+    @property
+    def n(self) -> int:
+        """The number of common seeds."""
+        return len(self.per_seed)
 
     @property
     def significant(self) -> Optional[bool]:
@@ -50,13 +56,13 @@ def paired_difference(method: str, baseline: str, values: Dict[str, Dict[int, fl
     seeds = sorted(set(values.get(method, {})) & set(values.get(baseline, {})))
     if not seeds:
         return None
-    diffs = [values[method][s] - values[baseline][s] for s in seeds]
+    diffs = tuple(values[method][s] - values[baseline][s] for s in seeds)
     mean = statistics.mean(diffs)
     if len(diffs) < 2:
-        return PairedDifference(method, baseline, 1, mean, None, None)
+        return PairedDifference(method, baseline, diffs, mean, None, None)
     from scipy.stats import t
     half = float(t.ppf(0.975, len(diffs) - 1)) * statistics.stdev(diffs) / math.sqrt(len(diffs))
-    return PairedDifference(method, baseline, len(diffs), mean, mean - half, mean + half)
+    return PairedDifference(method, baseline, diffs, mean, mean - half, mean + half)
 
 
 def task_values(records: Sequence[dict], task: str) -> Dict[str, Dict[int, float]]:

@@ -23,6 +23,16 @@ def _smooth(values: Sequence[float], window: int = _SMOOTH) -> List[float]:
     return out
 
 
+def _save_and_close(fig, path: str) -> None:
+    """Lay out ``fig``, write it to ``path`` and free it, even when writing fails."""
+    import matplotlib.pyplot as plt
+    fig.tight_layout()
+    try:
+        save_figure(fig, path)
+    finally:
+        plt.close(fig)
+
+
 def _plot(series: Dict[str, Sequence[float]],
           path: str,
           title: str,
@@ -44,11 +54,7 @@ def _plot(series: Dict[str, Sequence[float]],
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    try:
-        save_figure(fig, path)
-    finally:
-        plt.close(fig)
+    _save_and_close(fig, path)
     return True
 
 
@@ -73,25 +79,23 @@ def paired_figure(records: Sequence[dict], tasks: Sequence[str], path: str) -> b
     """
     panels = []
     for task in tasks:
-        values = task_values(records, task)
-        diffs = paired_differences(values)
+        diffs = paired_differences(task_values(records, task))
         if diffs:
             metric = next(r['metric'] for r in records if r['task'] == task)
-            panels.append((task, metric, values, diffs))
+            panels.append((task, metric, diffs))
     if not panels:
         return False
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    rows = sum(len(p[3]) for p in panels)
+    rows = sum(len(diffs) for _, _, diffs in panels)
     fig, axes = plt.subplots(
         len(panels), 1, figsize=(7, 1.2 + 0.42 * rows + 0.6 * len(panels)), squeeze=False)
-    for ax, (task, metric, values, diffs) in zip(axes[:, 0], panels):
+    for ax, (task, metric, diffs) in zip(axes[:, 0], panels):
         for i, d in enumerate(diffs):
-            seeds = sorted(set(values[d.method]) & set(values[d.baseline]))
-            per_seed = [values[d.method][s] - values[d.baseline][s] for s in seeds]
-            offsets = [0.25 * (k / max(len(seeds) - 1, 1) - 0.5) for k in range(len(seeds))]
-            ax.scatter(per_seed, [i + o for o in offsets], s=10, color='0.45', zorder=2)
+            # The seeds' dots spread a little vertically so that equal differences stay visible.
+            offsets = [0.25 * (k / max(d.n - 1, 1) - 0.5) for k in range(d.n)]
+            ax.scatter(d.per_seed, [i + o for o in offsets], s=10, color='0.45', zorder=2)
             color = 'tab:green' if d.low > 0 else 'tab:red' if d.high < 0 else '0.2'
             ax.errorbar(
                 d.mean,
@@ -112,11 +116,7 @@ def paired_figure(records: Sequence[dict], tasks: Sequence[str], path: str) -> b
             fontsize=8)
         ax.set_title(f'{task}: {diffs[0].n} seeds', fontsize=10)
         ax.grid(axis='x', alpha=0.3)
-    fig.tight_layout()
-    try:
-        save_figure(fig, path)
-    finally:
-        plt.close(fig)
+    _save_and_close(fig, path)
     return True
 
 

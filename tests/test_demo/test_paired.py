@@ -15,6 +15,14 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(diffkd_mm.__file__)))
 TOOL = osp.join(ROOT, 'tools', 'analysis_tools', 'paired_results.py')
 
 
+def _run_tool(*args):
+    """``paired_results.py ARGS`` in a fresh interpreter: its exit code, stdout and stderr."""
+    return subprocess.run([sys.executable, TOOL, *args],
+                          capture_output=True,
+                          text=True,
+                          timeout=300)
+
+
 def _records(task, table):
     return [
         dict(task=task, seed=seed, method=method, metric='mAP', value=value)
@@ -72,12 +80,7 @@ def test_table_compares_each_pair_once_and_says_which_way():
 
 
 def test_shipped_records_give_the_paired_differences_the_docs_quote():
-    out = subprocess.run(
-        [sys.executable, TOOL,
-         osp.join(ROOT, 'docs', 'results', 'embedded_benchmark.json')],
-        capture_output=True,
-        text=True,
-        timeout=300)
+    out = _run_tool(osp.join(ROOT, 'docs', 'results', 'embedded_benchmark.json'))
     assert out.returncode == 0, out.stderr
     assert '| Student + DiffKD - Student + FitNet | 3 | -1.23 | [-1.87, -0.58] | yes, below |' \
         in out.stdout
@@ -87,10 +90,7 @@ def test_shipped_records_give_the_paired_differences_the_docs_quote():
 def test_tool_names_a_file_that_is_not_records(tmp_path):
     bad = tmp_path / 'x.json'
     bad.write_text('{"not": "records"}')
-    out = subprocess.run([sys.executable, TOOL, str(bad)],
-                         capture_output=True,
-                         text=True,
-                         timeout=300)
+    out = _run_tool(str(bad))
     assert out.returncode == 1 and 'Traceback' not in out.stderr
     assert f'paired_results.py: {bad} is not a records file of tools/run_demo.py' in out.stderr
 
@@ -115,10 +115,7 @@ def test_records_of_two_schedules_are_not_paired(tmp_path):
         paired_table(records, 'det')
     path = tmp_path / 'mixed.json'
     path.write_text(json.dumps(records))
-    out = subprocess.run([sys.executable, TOOL, str(path)],
-                         capture_output=True,
-                         text=True,
-                         timeout=300)
+    out = _run_tool(str(path))
     assert out.returncode == 1 and 'Traceback' not in out.stderr
     assert 'the det records come from 2 schedules' in out.stderr
 
@@ -145,16 +142,11 @@ def test_records_of_two_benchmark_versions_or_a_run_given_twice_are_not_paired(t
     first, second = tmp_path / 'a.json', tmp_path / 'b.json'
     first.write_text(json.dumps([r for r in new if r['seed'] == 0]))
     second.write_text(json.dumps([r for r in new if r['seed'] == 1]))
-    out = subprocess.run(
-        [sys.executable, TOOL, str(first), str(second)],
-        capture_output=True,
-        text=True,
-        timeout=300)
+    out = _run_tool(str(first), str(second))
     assert out.returncode == 0, out.stderr
     assert '| Student (no KD) | 10.00 | 11.00 | 10.50 ± 0.71 | - |' in out.stdout  # seed table
     assert '| Student + DiffKD - Student (no KD) | 2 | +1.75 |' in out.stdout
-    out = subprocess.run(
-        [sys.executable, TOOL, str(first), str(first)], capture_output=True, text=True, timeout=300)
+    out = _run_tool(str(first), str(first))
     assert out.returncode == 1 and 'two records of det seed 0' in out.stderr
 
 
@@ -197,21 +189,11 @@ def test_tool_draws_a_new_picture_and_keeps_an_existing_one(tmp_path):
             1: 12.5
         }))))
     picture = tmp_path / 'paired.png'
-    out = subprocess.run(
-        [sys.executable, TOOL, str(records), '--plot',
-         str(picture)],
-        capture_output=True,
-        text=True,
-        timeout=300)
+    out = _run_tool(str(records), '--plot', str(picture))
     assert out.returncode == 0, out.stderr
     assert f'paired differences drawn: {picture}' in out.stdout and picture.stat().st_size > 0
     picture.write_bytes(b'mine')
-    out = subprocess.run(
-        [sys.executable, TOOL, str(records), '--plot',
-         str(picture)],
-        capture_output=True,
-        text=True,
-        timeout=300)
+    out = _run_tool(str(records), '--plot', str(picture))
     assert out.returncode == 1 and 'Traceback' not in out.stderr
     assert f'--plot {picture} exists; give a new file name' in out.stderr
     assert picture.read_bytes() == b'mine'
@@ -229,7 +211,7 @@ def test_shipped_converged_records_give_the_tables_the_docs_quote():
         assert seeds == [0, 1, 2, 3, 4], task
         for seed in seeds:
             assert value[seed, 'teacher'] - value[seed, 'student'] >= 5, (task, seed)
-    out = subprocess.run([sys.executable, TOOL, path], capture_output=True, text=True, timeout=300)
+    out = _run_tool(path)
     assert out.returncode == 0, out.stderr
     page = open(osp.join(ROOT, 'docs', 'results',
                          '2026-12-04_converged_benchmark_5seeds.md')).read()

@@ -44,7 +44,8 @@ def main(argv=None) -> int:
     named = ', '.join(args.records)
     if args.plot and os.path.exists(args.plot):
         sys.exit(f'paired_results.py: --plot {args.plot} exists; give a new file name')
-    for task in dict.fromkeys(r['task'] for r in records):
+    tasks = list(dict.fromkeys(r['task'] for r in records))
+    for task in tasks:
         try:
             table = paired_table(records, task, method_title)
         except ValueError as err:
@@ -53,7 +54,6 @@ def main(argv=None) -> int:
         print('\n'.join(task_table(records, task)) + '\n')
         print('\n'.join(table or ['(no pairs)']) + '\n')
     if args.plot:
-        tasks = list(dict.fromkeys(r['task'] for r in records))
         if paired_figure(records, tasks, args.plot):
             print(f'paired differences drawn: {args.plot}')
         else:
