@@ -70,6 +70,13 @@ def parse_args(argv=None):
         help='task-seeds trained at once, each in its own process with cpu_count / JOBS '
         'threads (default: as many as there are cores and task-seeds)')
     p.add_argument(
+        '--parallel',
+        choices=('task-seed', 'run'),
+        default='task-seed',
+        help='what each of the --jobs processes trains: a task-seed (its teacher, then its '
+        'students; default) or one run (every teacher and no-KD student at once, the KD '
+        'students of a task-seed once its teacher is done: for many cores or a shared GPU)')
+    p.add_argument(
         '--resume',
         metavar='RUN_DIR',
         help='go on with an earlier run folder (interrupted, or to add seeds or methods): its '
@@ -111,9 +118,11 @@ def main(argv=None) -> int:
             schedules=schedules,
             log_interval=5 if profile == 'quick' else 20,
             loss_weight=args.loss_weight,
+            parallel=args.parallel,
             jobs=args.jobs if args.jobs is not None else max(
-                1, min(os.cpu_count() or 1,
-                       len(tasks) * len(args.seeds))))
+                1,
+                min(os.cpu_count() or 1,
+                    len(tasks) * len(args.seeds) if args.parallel == 'task-seed' else 10**6)))
         check_configs(settings)
         if args.resume is not None and not os.path.isdir(args.resume):
             raise FileNotFoundError(f'--resume {args.resume}: no such run folder')

@@ -6,6 +6,7 @@ import statistics
 from typing import Dict, List, Optional, Sequence
 
 from ..fileio import atomic_copy, atomic_write_text, save_figure
+from .diagnostics_report import diagnostics_figure, diagnostics_table
 from .paired import paired_differences, paired_table, task_values
 from .settings import SCHEDULE_KEYS, DemoSettings, method_title
 
@@ -176,6 +177,8 @@ def task_table(records: List[dict], task: str) -> List[str]:
 #: What ``results.json`` keeps of each record (the curves and pictures stay in the report).
 RECORD_KEYS = ('task', 'seed', 'method', 'metric', 'benchmark_version', *SCHEDULE_KEYS, 'value',
                's_per_iter')
+#: Kept when a record has them: the KD students' diagnostics (a few numbers per run).
+OPTIONAL_RECORD_KEYS = ('diagnostics', )
 
 
 def write_report(run_dir: str,
@@ -216,6 +219,12 @@ def write_report(run_dir: str,
         name = f'{task}_paired.png'
         if paired_figure(records, [task], osp.join(out, name)):
             lines += [f'![paired differences]({name})', '']
+        diagnostics = diagnostics_table(records, task)
+        if diagnostics:
+            lines += ['### Where the KD signal goes', '', *diagnostics, '']
+            name = f'{task}_diagnostics.png'
+            if diagnostics_figure(records, task, osp.join(out, name)):
+                lines += [f'![KD signal diagnostics]({name})', '']
         runs = {
             r['method']: r
             for r in records if r['task'] == task and r['seed'] == settings.seeds[0]
@@ -224,7 +233,11 @@ def write_report(run_dir: str,
     path = osp.join(out, 'report.md')
     atomic_write_text(path, '\n'.join(lines))
     results = osp.join(out, 'results.json')
-    plain = [{k: r[k] for k in RECORD_KEYS} for r in records]
+    plain = [
+        dict({k: r[k]
+              for k in RECORD_KEYS}, **{k: r[k]
+                                        for k in OPTIONAL_RECORD_KEYS if k in r}) for r in records
+    ]
     atomic_write_text(results, json.dumps(plain, indent=1) + '\n')
     return dict(report=path, results=results)
 

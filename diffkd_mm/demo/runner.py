@@ -23,6 +23,7 @@ from mmengine.runner import Runner
 from .. import fileio
 from ..datasets import ensure_dataset
 from ..engine.checkpoint import CheckpointError, CheckpointGuard
+from ..engine.kd_diagnostics import KDDiagnosticsHook
 from ..fileio import DiskFullError, atomic_write_text, cache_root
 from ..models.losses import DiffKDLoss
 from ..visualization import denoising_figure, record_denoising
@@ -135,6 +136,9 @@ def _train(cfg: Config,
     with console.quiet(osp.join(cfg.work_dir, 'console.log'), title):
         runner = Runner.from_cfg(cfg)
         runner.register_hook(progress)
+        diagnostics = KDDiagnosticsHook() if cfg.model.get('distiller') else None
+        if diagnostics is not None:
+            runner.register_hook(diagnostics)
         runner.train()
         hub = runner.message_hub
         times = hub.get_scalar('train/time').data[0]
@@ -148,6 +152,8 @@ def _train(cfg: Config,
         logged = hub.log_scalars.get(f'val/{key}')
         value = 0.0 if logged is None else _metric({key: logged.current()}, task)
         result = dict(value=value, s_per_iter=float(np.median(times[skip:])), curves=curves)
+        if diagnostics is not None:
+            result['diagnostics'] = diagnostics.records
         if picture is not None and _feature_picture(runner, picture):
             result['picture'] = picture
     # CocoMetric logs nothing for a detector that detected nothing
@@ -279,6 +285,90 @@ def _save_run(folder: str, record: dict, digest: str) -> None:
         json.dumps(dict(record, run_digest=digest), default=str) + '\n')
 
 
+@dataclasses.dataclass
+class TaskSeedPlan:
+    """Every run of one task and seed, built but not trained: what :func:`run_task` and the
+    run-level pool (:mod:`.run_pool`) share.
+
+    Attributes:
+        task (str), seed (int): The task-seed.
+        task_dir (str): ``<run_dir>/<task>_seed<seed>``; each run works in ``<task_dir>/<method>``.
+        schedule (dict): The schedule's fields, as every record carries them.
+        teacher_def (dict): The teacher's cache key and definition.
+        cached (str): The teacher's file in the teacher cache.
+        runs (dict): ``{method: (config, run digest)}``, the teacher first.
+    """
+    task: str
+    seed: int
+    task_dir: str
+    schedule: dict
+    teacher_def: dict
+    cached: str
+    runs: Dict[str, Tuple[Config, str]]
+
+
+def plan_task(settings: DemoSettings,
+              task: str,
+              seed: int,
+              run_dir: str,
+              console: Optional[Console] = None) -> TaskSeedPlan:
+    """Draw (or reuse) the data of ``task`` and ``seed`` and build the config of every run;
+    ``console`` is told where the data is."""
+    sched = settings.schedules[task]
+    data_dir = ensure_dataset(task, num_train=sched.num_train, num_val=sched.num_val, seed=seed)
+    if console is not None:
+        console.say(f'[demo] {task} seed {seed} dataset: {data_dir}')
+    task_dir = osp.join(run_dir, f'{task}_seed{seed}')
+    places = dict(data=data_dir, run=task_dir, cache=_cache_dir(settings))
+    teacher_cfg, teacher_def, cached = teacher_run(settings, task, seed, data_dir,
+                                                   osp.join(task_dir, 'teacher'))
+    runs = {'teacher': (teacher_cfg, run_digest(teacher_cfg, places))}
+    for method in settings.methods:
+        cfg = build_cfg(
+            config_path(settings.config_dir, task, method),
+            data_dir,
+            osp.join(task_dir, method),
+            sched.student_iters,
+            seed,
+            settings.log_interval,
+            teacher_ckpt=None if method == 'student' else cached)
+        if settings.loss_weight is not None and method != 'student':
+            set_loss_weights(cfg, settings.loss_weight)
+        runs[method] = (cfg, run_digest(cfg, places))
+    # Every record says which schedule it comes from: results of different schedules are
+    # never paired or averaged together.
+    return TaskSeedPlan(task, seed, task_dir, dataclasses.asdict(sched), teacher_def, cached, runs)
+
+
+def earlier_record(plan: TaskSeedPlan, method: str, console: Console) -> Optional[dict]:
+    """The record a finished run of ``method`` left in its folder, if any (see
+    :func:`_earlier_run`)."""
+    cfg, digest = plan.runs[method]
+    return _earlier_run(cfg.work_dir, digest, f'{plan.task} seed {plan.seed} {method}', console)
+
+
+def run_one(plan: TaskSeedPlan, method: str, console: Console) -> dict:
+    """Train (or, for a cached teacher, evaluate) one run of ``plan`` and keep its record."""
+    cfg, digest = plan.runs[method]
+    title = f'{plan.task} seed {plan.seed} {method}'
+    if method == 'teacher':
+        result = _teacher(cfg, plan.teacher_def, plan.cached, plan.task, title, console)
+    else:
+        picture = osp.join(plan.task_dir,
+                           f'{method}_features.png') if method.startswith('diffkd') else None
+        result = _train(cfg, plan.task, console, title, picture)
+    record = dict(
+        task=plan.task,
+        seed=plan.seed,
+        method=method,
+        metric=TASK_METRICS[plan.task][0],
+        benchmark_version=BENCHMARK_VERSION,
+        **plan.schedule,
+        **result)
+    _save_run(cfg.work_dir, record, digest)
+    return record
+
+
 def run_task(settings: DemoSettings,
              task: str,
              seed: int,
@@ -295,44 +385,19 @@ def run_task(settings: DemoSettings,
         list[dict]: One record per model: ``task``, ``seed``, ``method``, ``metric`` (its
         name), the schedule (``teacher_iters``, ``student_iters``, ``num_train``,
         ``num_val``), ``value`` (percent), ``s_per_iter`` (None for a cached teacher),
-        ``curves`` (logged scalars per iteration), and ``picture`` for DiffKD students.
+        ``curves`` (logged scalars per iteration), ``diagnostics`` for KD students (see
+        :class:`~diffkd_mm.engine.KDDiagnosticsHook`), and ``picture`` for DiffKD students.
 
     Raises:
         ResumeConflict: a folder holds the record of a run built from another config.
     """
     console = console or Console(verbose=True)
-    sched = settings.schedules[task]
-    data_dir = ensure_dataset(task, num_train=sched.num_train, num_val=sched.num_val, seed=seed)
-    console.say(f'[demo] {task} seed {seed} dataset: {data_dir}')
-    task_dir = osp.join(run_dir, f'{task}_seed{seed}')
-    places = dict(data=data_dir, run=task_dir, cache=_cache_dir(settings))
+    plan = plan_task(settings, task, seed, run_dir, console)
     name = TASK_METRICS[task][0]
-    # Every record says which schedule it comes from: results of different schedules are
-    # never paired or averaged together.
-    schedule = dataclasses.asdict(sched)
-
-    teacher_cfg, teacher_def, cached = teacher_run(settings, task, seed, data_dir,
-                                                   osp.join(task_dir, 'teacher'))
-    runs = {'teacher': (teacher_cfg, run_digest(teacher_cfg, places))}
-    for method in settings.methods:
-        cfg = build_cfg(
-            config_path(settings.config_dir, task, method),
-            data_dir,
-            osp.join(task_dir, method),
-            sched.student_iters,
-            seed,
-            settings.log_interval,
-            teacher_ckpt=None if method == 'student' else cached)
-        if settings.loss_weight is not None and method != 'student':
-            set_loss_weights(cfg, settings.loss_weight)
-        runs[method] = (cfg, run_digest(cfg, places))
-    earlier = {
-        method: _earlier_run(cfg.work_dir, digest, f'{task} seed {seed} {method}', console)
-        for method, (cfg, digest) in runs.items()
-    }
+    earlier = {method: earlier_record(plan, method, console) for method in plan.runs}
 
     records = []
-    for method, (cfg, digest) in runs.items():
+    for method in plan.runs:
         title = f'{task} seed {seed} {method}'
         # The teacher is needed again unless every student of this seed is done.
         done = earlier[method]
@@ -342,25 +407,11 @@ def run_task(settings: DemoSettings,
             console.say(f'[demo] {title}: done in an earlier run, {name} {done["value"]:.2f}')
             records.append(done)
             continue
-        if method == 'teacher':
-            result = _teacher(cfg, teacher_def, cached, task, title, console)
-            if result['cached'] and earlier['teacher'] is not None:
-                records.append(earlier['teacher'])  # it keeps the training's seconds per iter
-                continue
-        else:
-            picture = osp.join(task_dir,
-                               f'{method}_features.png') if method.startswith('diffkd') else None
-            result = _train(cfg, task, console, title, picture)
-        record = dict(
-            task=task,
-            seed=seed,
-            method=method,
-            metric=name,
-            benchmark_version=BENCHMARK_VERSION,
-            **schedule,
-            **result)
-        _save_run(cfg.work_dir, record, digest)
-        records.append(record)
+        if method == 'teacher' and earlier['teacher'] is not None and reuse_teacher(
+                plan.cached, plan.teacher_def):
+            records.append(earlier['teacher'])  # it keeps the training's seconds per iter
+            continue
+        records.append(run_one(plan, method, console))
     return records
 
 
@@ -475,7 +526,10 @@ def run_demo(work_dir: str,
     # Checkpoints of the demo load safely and are written atomically, as in tools/train.py.
     with CheckpointGuard(), Console(verbose) as console:
         console.say(f'[demo] run folder: {run_dir}' + (' (resumed)' if resume else ''))
-        if settings.jobs > 1 and len(settings.tasks) * len(settings.seeds) > 1:
+        if settings.jobs > 1 and settings.parallel == 'run':
+            from .run_pool import run_units_parallel  # it builds on this module
+            records = run_units_parallel(settings, run_dir, console)
+        elif settings.jobs > 1 and len(settings.tasks) * len(settings.seeds) > 1:
             records = _run_parallel(settings, run_dir, console, verbose)
         else:
             records = [

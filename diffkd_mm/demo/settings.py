@@ -58,6 +58,9 @@ QUICK_SCHEDULES = {
 #: ``--schedule`` name -> the schedules of every task.
 SCHEDULE_PROFILES = dict(main=SCHEDULES, converged=CONVERGED_SCHEDULES, quick=QUICK_SCHEDULES)
 
+#: ``DemoSettings.parallel``: what one process of a parallel run trains.
+PARALLEL_UNITS = ('task-seed', 'run')
+
 
 @dataclasses.dataclass
 class DemoSettings:
@@ -76,8 +79,13 @@ class DemoSettings:
         loss_weight (float, optional): Sets ``loss_weight`` of every distillation loss entry
             of the KD students (for DiffKD: the weight of its matching term), to compare
             weights on held-out seeds; None (default) keeps the configs' weights.
-        jobs (int): Task-seeds trained at once, each in its own process with
-            ``cpu_count // jobs`` threads. Defaults to 1 (one after another, in this process).
+        jobs (int): Task-seeds (or runs, see ``parallel``) trained at once, each in its own
+            process with ``cpu_count // jobs`` threads. Defaults to 1 (one after another, in this
+            process).
+        parallel (str): What each of the ``jobs`` processes trains: ``'task-seed'`` (default:
+            a teacher, then its students, one after another) or ``'run'`` (one model; every
+            teacher and every student without KD start at once, the KD students of a task-seed
+            as soon as its teacher is done: for many cores, or many processes sharing a GPU).
     """
     tasks: Sequence[str] = TASKS
     seeds: Sequence[int] = (0, )
@@ -88,6 +96,7 @@ class DemoSettings:
     log_interval: int = 20
     loss_weight: Optional[float] = None
     jobs: int = 1
+    parallel: str = 'task-seed'
 
     def __post_init__(self):
         self.tasks = _unique(self.tasks, 'tasks')
@@ -117,6 +126,8 @@ class DemoSettings:
             raise ValueError(f'log_interval must be a positive int, got {self.log_interval!r}')
         if not isinstance(self.jobs, int) or isinstance(self.jobs, bool) or self.jobs < 1:
             raise ValueError(f'jobs must be a positive int, got {self.jobs!r}')
+        if self.parallel not in PARALLEL_UNITS:
+            raise ValueError(f'parallel must be one of {PARALLEL_UNITS}, got {self.parallel!r}')
 
 
 def _unique(values, name: str) -> Tuple:

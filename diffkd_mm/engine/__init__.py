@@ -6,6 +6,7 @@ from .distributed import CPUDistributedDataParallel, close_distributed, setup_cp
 from .entry import (add_launcher_arguments, exit_on_checkpoint_error, exit_on_full_disk,
                     load_entry_config)
 from .hooks import TorchRNGStateHook
+from .kd_diagnostics import KDDiagnosticsHook, measure_kd_signal
 from .optim import CPUAmpOptimWrapper
 
 __all__ = [
@@ -13,6 +14,6 @@ __all__ = [
     'CheckpointGuard', 'close_distributed', 'DiffKDWarmupHook', 'MismatchedCheckpointError',
     'OfflineCheckpointError', 'TorchRNGStateHook', 'UnreadableCheckpointError',
     'UnsafeCheckpointError', 'exit_on_checkpoint_error', 'exit_on_full_disk',
-    'find_resumable_checkpoint', 'load_checkpoint_file', 'load_entry_config',
-    'save_checkpoint_atomic', 'setup_cpu_distributed'
+    'find_resumable_checkpoint', 'KDDiagnosticsHook', 'measure_kd_signal', 'load_checkpoint_file',
+    'load_entry_config', 'save_checkpoint_atomic', 'setup_cpu_distributed'
 ]

@@ -1,5 +1,5 @@
 """DiffKD's student side: project a student feature into the teacher's latent and denoise it."""
-from typing import Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -10,6 +10,46 @@ from torch.utils.checkpoint import checkpoint
 from .ddim_scheduler import DDIMScheduler
 from .noise_adapter import NoiseAdapter
 from .noise_predictor import NoisePredictor, check_kernel_size
+
+#: ``start_noise``: the official learned adapter, or variance-preserving noising at ``t_0``.
+START_NOISES = ('adaptive', 'vp')
+
+
+class PredictorAverage(nn.Module):
+    """An exponential moving average of a module's parameters, kept as buffers.
+
+    Buffers, not parameters: the optimizer never sees them, checkpoints carry them and they
+    follow the module across devices. ``initialized`` tells the first update to copy.
+
+    Args:
+        module (nn.Module): The module whose parameters are averaged (not kept).
+    """
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        #: parameter name -> buffer name (buffer names cannot hold dots).
+        self._buffers_of = {name: name.replace('.', '__') for name, _ in module.named_parameters()}
+        for name, weight in module.named_parameters():
+            self.register_buffer(self._buffers_of[name], weight.detach().clone())
+        self.register_buffer('initialized', torch.zeros((), dtype=torch.bool))
+        self._initialized_seen = False  # spares a host sync per call once it is True
+
+    @torch.no_grad()
+    def update(self, module: nn.Module, momentum: float) -> None:
+        """``avg <- momentum * avg + (1 - momentum) * weights``; the first call copies."""
+        self._initialized_seen = self._initialized_seen or bool(self.initialized)
+        first = not self._initialized_seen
+        for name, weight in module.named_parameters():
+            average = getattr(self, self._buffers_of[name])
+            if first:
+                average.copy_(weight)
+            else:
+                average.lerp_(weight.detach().to(average.dtype), 1.0 - momentum)
+        self.initialized.fill_(True)
+
+    def weights(self) -> Dict[str, torch.Tensor]:
+        """``{parameter name: average}``, for ``torch.func.functional_call``."""
+        return {name: getattr(self, buffer) for name, buffer in self._buffers_of.items()}
 
 
 class DiffKDDenoiser(nn.Module):
@@ -50,6 +90,20 @@ class DiffKDDenoiser(nn.Module):
             predictor's weights learn from the diffusion loss only; the KD gradient still passes
             through the predictor to the student, its projection, the noise adapter and the
             output projection, unchanged.
+        kd_predictor_ema (float, optional): Momentum ``m`` of an exponential moving average of
+            the noise predictor's weights that the DDIM loop uses instead of the weights
+            themselves: ``ema <- m * ema + (1 - m) * weights`` once per training forward (the
+            first copies the weights, so a warm-up's weights are where it starts). The diffusion
+            loss still trains the live weights. Needs ``kd_trains_predictor=False``: the KD term
+            can then reshape neither the weights nor, through them, their average. None (default,
+            official): the loop uses the live weights.
+        start_noise (str): How the DDIM loop's start point mixes the student feature with noise.
+            ``'adaptive'`` (default, official): the learned noise adapter's
+            ``x = g * s + (1 - g) * eps``. ``'vp'``: no adapter; the variance-preserving forward
+            process at the loop's first timestep ``t_0``,
+            ``x = sqrt(ab_t0) * s + sqrt(1 - ab_t0) * eps`` (``t_0 = 400`` by default), so the
+            noise level the loop expects is the one it gets and the KD term cannot learn to drop
+            the noise; ``g`` is then the constant ``sqrt(ab_t0)``.
     """
 
     def __init__(self,
@@ -61,7 +115,9 @@ class DiffKDDenoiser(nn.Module):
                  schedule_steps: Optional[int] = None,
                  output_norm: bool = True,
                  with_cp: bool = False,
-                 kd_trains_predictor: bool = True) -> None:
+                 kd_trains_predictor: bool = True,
+                 kd_predictor_ema: Optional[float] = None,
+                 start_noise: str = 'adaptive') -> None:
         super().__init__()
         owner = type(self).__name__
         check_kernel_size(kernel_size, owner)
@@ -79,11 +135,30 @@ class DiffKDDenoiser(nn.Module):
         if not isinstance(kd_trains_predictor, bool):
             raise ValueError(f'{owner}: kd_trains_predictor must be True (official) or False, '
                              f'got {kd_trains_predictor!r}.')
+        if kd_predictor_ema is not None:
+            if (isinstance(kd_predictor_ema, bool) or not isinstance(kd_predictor_ema, float)
+                    or not 0.0 < kd_predictor_ema < 1.0):
+                raise ValueError(f'{owner}: kd_predictor_ema must be a float in (0, 1) (the '
+                                 f'momentum, e.g. 0.999) or None, got {kd_predictor_ema!r}.')
+            if kd_trains_predictor:
+                raise ValueError(f'{owner}: kd_predictor_ema={kd_predictor_ema} needs '
+                                 'kd_trains_predictor=False: the DDIM loop then runs on the '
+                                 'average, which the KD gradient cannot reach.')
+        if start_noise not in START_NOISES:
+            raise ValueError(f'{owner}: start_noise must be one of {START_NOISES}, '
+                             f'got {start_noise!r}.')
         self.with_cp = with_cp
         self.kd_trains_predictor = kd_trains_predictor
+        self.kd_predictor_ema = kd_predictor_ema
+        self.start_noise = start_noise
         self.student_proj = nn.Conv2d(student_channels, latent_channels, 1)
         self.noise_predictor = NoisePredictor(latent_channels, kernel_size)
-        self.noise_adapter = NoiseAdapter(latent_channels, kernel_size)
+        # With 'vp' noising no adapter is built: a module outside every loss would leave DDP
+        # with parameters that never receive a gradient.
+        self.noise_adapter = (
+            NoiseAdapter(latent_channels, kernel_size) if start_noise == 'adaptive' else None)
+        self.predictor_ema = (
+            PredictorAverage(self.noise_predictor) if kd_predictor_ema is not None else None)
         self.scheduler = DDIMScheduler(
             num_train_timesteps=num_train_timesteps,
             inference_steps=inference_steps,
@@ -104,9 +179,7 @@ class DiffKDDenoiser(nn.Module):
         """
         if noise is None:
             noise = torch.randn_like(student_latent)
-        gate = self.noise_adapter(student_latent)
-        g = gate.view(-1, *(1, ) * (student_latent.dim() - 1)).to(student_latent.dtype)
-        x = g * student_latent + (1 - g) * noise
+        x, gate = self._start_point(student_latent, noise)
         predictor = self._predictor_for_kd()
         use_cp = self.with_cp and torch.is_grad_enabled()
         for k in range(self.scheduler.inference_steps):
@@ -119,19 +192,39 @@ class DiffKDDenoiser(nn.Module):
             x = self.scheduler.step(eps, k, x)
         return x, gate
 
+    def _start_point(self, student_latent: torch.Tensor,
+                     noise: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Step 2: the loop's start point and ``g`` (B,), the weight of the student feature."""
+        if self.noise_adapter is None:  # 'vp': the forward process at the loop's first t
+            t0 = self.scheduler.timesteps[0]
+            signal = self.scheduler.sqrt_alphas_cumprod[t0].to(student_latent.dtype)
+            spread = self.scheduler.sqrt_one_minus_alphas_cumprod[t0].to(student_latent.dtype)
+            gate = signal.expand(student_latent.shape[0])
+            return signal * student_latent + spread * noise, gate
+        gate = self.noise_adapter(student_latent)
+        g = gate.view(-1, *(1, ) * (student_latent.dim() - 1)).to(student_latent.dtype)
+        return g * student_latent + (1 - g) * noise, gate
+
     def _predictor_for_kd(self):
         """The noise predictor as the DDIM loop calls it: ``(x, t) -> eps``.
 
-        With ``kd_trains_predictor=False`` it runs on detached copies of its weights: the same
-        function of ``x`` (gradients reach ``x``), but nothing reaches the weights. Its buffers
-        (BN running statistics) are the module's own and are updated as usual.
+        With ``kd_trains_predictor=False`` it runs on detached copies of its weights, or with
+        ``kd_predictor_ema`` on their moving average (updated here, once per training forward):
+        the same kind of function of ``x`` (gradients reach ``x``), but nothing reaches the
+        weights. Its buffers (BN running statistics) are the module's own and are updated as
+        usual.
         """
         if self.kd_trains_predictor or not torch.is_grad_enabled():
             return self.noise_predictor
-        weights = {
-            name: weight.detach()
-            for name, weight in self.noise_predictor.named_parameters()
-        }
+        if self.predictor_ema is not None:
+            if self.training:
+                self.predictor_ema.update(self.noise_predictor, self.kd_predictor_ema)
+            weights = self.predictor_ema.weights()
+        else:
+            weights = {
+                name: weight.detach()
+                for name, weight in self.noise_predictor.named_parameters()
+            }
         return lambda x, t: functional_call(self.noise_predictor, weights, (x, t))
 
     def forward(

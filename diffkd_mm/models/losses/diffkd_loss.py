@@ -11,6 +11,7 @@ from ..diffkd.branch import DiffKDBranch, DiffKDOutput
 from ..diffkd.levels import (Features, build_per_level, check_num_levels, from_maps, level_maps,
                              per_level)
 from ..diffkd.settings import check_settings
+from ..diffkd.student_terms import PULL_LOSSES, channel_wise_kl, standardized_mse
 from .multi_term import MultiTermLoss, weighted_terms
 
 KD_LOSSES = ('mse', 'kl')
@@ -33,6 +34,11 @@ class DiffKDLoss(MultiTermLoss):
     * ``distill.loss_diffkd_ddim``: ``ddim_loss_weight * sum_levels mse(eps_theta(x_t, t), eps)``,
     * ``distill.loss_diffkd_ae``: ``ae_loss_weight * sum_levels mse(rec, ft)`` (with
       ``ae_channels``),
+    * ``distill.loss_diffkd_student_match``: ``student_match_weight * sum_levels
+      standardized_mse(s, target)`` on the projected student feature ``s`` (when the weight is
+      not 0),
+    * ``distill.loss_diffkd_denoised_pull``: ``denoised_pull_weight * sum_levels
+      pull(s, stopgrad(refined))`` (when the weight is not 0),
     * ``distill.diffkd_gate``: mean noise-adapter weight ``g`` over levels and samples.
 
     Inputs may be (B, C, H, W) features, (B, C) logits (as (B, C, 1, 1), use ``kernel_size=1``)
@@ -54,6 +60,17 @@ class DiffKDLoss(MultiTermLoss):
         loss_weight (float): Weight of the KD term. Defaults to 1.0.
         ddim_loss_weight (float): Weight of the diffusion term. Defaults to 1.0.
         ae_loss_weight (float): Weight of the AE term. Defaults to 1.0.
+        student_match_weight (float): Weight of a term that matches the projected student
+            feature, before the denoiser, with the target, both standardised per channel
+            (:func:`~diffkd_mm.models.diffkd.student_terms.standardized_mse`): the KD signal then
+            reaches the student without passing through the denoiser. 0 (default, official): no
+            such term.
+        denoised_pull_weight (float): Weight of a term that pulls the projected student feature
+            towards its own denoised, refined feature, detached: the student, not the
+            denoiser, carries the correction. 0 (default, official): no such term.
+        denoised_pull (str): That term's form: ``'mse'`` (default; standardised MSE) or
+            ``'cwd'`` (channel-wise KL over positions, as CWD; spatial maps only).
+        pull_tau (float): Temperature of ``denoised_pull='cwd'``. Defaults to 1.0.
         resize_student (str, optional): When student and teacher maps differ in size, resize the
             student feature to the teacher's with this ``F.interpolate`` mode. None (default)
             raises an error instead.
@@ -79,6 +96,10 @@ class DiffKDLoss(MultiTermLoss):
                  loss_weight: float = 1.0,
                  ddim_loss_weight: float = 1.0,
                  ae_loss_weight: float = 1.0,
+                 student_match_weight: float = 0.0,
+                 denoised_pull_weight: float = 0.0,
+                 denoised_pull: str = 'mse',
+                 pull_tau: float = 1.0,
                  resize_student: Optional[str] = None,
                  nonfinite: str = 'raise',
                  **settings) -> None:
@@ -90,8 +111,17 @@ class DiffKDLoss(MultiTermLoss):
         if resize_student not in RESIZE_MODES:
             raise ValueError(f'DiffKDLoss: resize_student must be one of {RESIZE_MODES}, '
                              f'got {resize_student!r}.')
-        if not tau > 0:
-            raise ValueError(f'DiffKDLoss: tau must be > 0, got {tau!r}.')
+        for key, value in (('tau', tau), ('pull_tau', pull_tau)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f'DiffKDLoss: {key} must be a number > 0, got {value!r}.')
+        for key, value in (('loss_weight', loss_weight), ('ddim_loss_weight', ddim_loss_weight),
+                           ('ae_loss_weight', ae_loss_weight),
+                           ('student_match_weight', student_match_weight), ('denoised_pull_weight',
+                                                                            denoised_pull_weight)):
+            check_weight(value, key, 'DiffKDLoss')
+        if denoised_pull not in PULL_LOSSES:
+            raise ValueError(f'DiffKDLoss: denoised_pull must be one of {PULL_LOSSES}, '
+                             f'got {denoised_pull!r}.')
         self.student_channels = per_level(student_channels, num_levels, 'DiffKDLoss',
                                           'student_channels')
         self.teacher_channels = per_level(teacher_channels, num_levels, 'DiffKDLoss',
@@ -102,6 +132,10 @@ class DiffKDLoss(MultiTermLoss):
         self.loss_weight = loss_weight
         self.ddim_loss_weight = ddim_loss_weight
         self.ae_loss_weight = ae_loss_weight
+        self.student_match_weight = student_match_weight
+        self.denoised_pull_weight = denoised_pull_weight
+        self.denoised_pull = denoised_pull
+        self.pull_tau = pull_tau
         self.resize_student = resize_student
         self.share_branch = share_branch
         self.branches = build_per_level('DiffKDLoss', share_branch,
@@ -204,6 +238,15 @@ class DiffKDLoss(MultiTermLoss):
         kl = F.kl_div(log_p_s, p_t, reduction='sum') / refined.shape[0]
         return kl * self.tau**2
 
+    def pull(self, student: torch.Tensor, refined: torch.Tensor) -> torch.Tensor:
+        """The denoised-pull term of one level, unweighted: the projected student feature
+        towards its refined feature, which is detached here (the denoiser learns nothing
+        from it). Both (B, L, H, W)."""
+        refined = refined.detach()
+        if self.denoised_pull == 'cwd':
+            return channel_wise_kl(student, refined, self.pull_tau)
+        return standardized_mse(student, refined)
+
     def forward(self, preds_S: Features, preds_T: Features) -> torch.Tensor:
         """Compute the DiffKD loss for one feature pair or one pair per level.
 
@@ -214,16 +257,33 @@ class DiffKDLoss(MultiTermLoss):
         Returns:
             Tensor: the weighted sum of the KD, diffusion and AE terms, a scalar.
         """
-        terms = dict(kd=[], ddim=[], ae=[])
+        terms = dict(kd=[], ddim=[], ae=[], student_match=[], denoised_pull=[])
         gates = []
         for out, like in self.level_outputs(preds_S, preds_T):
             terms['kd'].append(self.match(out.refined, out.target, like))
+            if self.student_match_weight:
+                terms['student_match'].append(standardized_mse(out.student, out.target))
+            if self.denoised_pull_weight:
+                terms['denoised_pull'].append(self.pull(out.student, out.refined))
             terms['ddim'].append(out.loss_ddim)
             if out.loss_ae is not None:
                 terms['ae'].append(out.loss_ae)
             gates.append(out.gate.detach().float().mean())
-        weights = dict(kd=self.loss_weight, ddim=self.ddim_loss_weight, ae=self.ae_loss_weight)
+        weights = dict(
+            kd=self.loss_weight,
+            ddim=self.ddim_loss_weight,
+            ae=self.ae_loss_weight,
+            student_match=self.student_match_weight,
+            denoised_pull=self.denoised_pull_weight)
         return self.reduce_terms(terms, weights, dict(gate=sum(gates) / len(gates)))
+
+
+def check_weight(value, key: str, owner: str) -> float:
+    """Return ``value`` if it is a finite number >= 0, else raise naming ``key``."""
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0
+            or value == float('inf')):
+        raise ValueError(f'{owner}: {key} must be a finite number >= 0, got {value!r}.')
+    return value
 
 
 def build_match_loss(cfg: Optional[dict], kd_loss: str, tau: float, owner: str):
