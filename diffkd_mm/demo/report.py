@@ -177,8 +177,9 @@ def task_table(records: List[dict], task: str) -> List[str]:
 #: What ``results.json`` keeps of each record (the curves and pictures stay in the report).
 RECORD_KEYS = ('task', 'seed', 'method', 'metric', 'benchmark_version', *SCHEDULE_KEYS, 'value',
                's_per_iter')
-#: Kept when a record has them: the KD students' diagnostics (a few numbers per run).
-OPTIONAL_RECORD_KEYS = ('diagnostics', )
+#: Kept when a record has them: what trained the run, and the KD students' diagnostics (a few
+#: numbers per run).
+OPTIONAL_RECORD_KEYS = ('device', 'diagnostics')
 
 
 def write_report(run_dir: str,

@@ -363,10 +363,18 @@ def run_one(plan: TaskSeedPlan, method: str, console: Console) -> dict:
         method=method,
         metric=TASK_METRICS[plan.task][0],
         benchmark_version=BENCHMARK_VERSION,
+        device=device_name(),
         **plan.schedule,
         **result)
     _save_run(cfg.work_dir, record, digest)
     return record
+
+
+def device_name() -> str:
+    """What trained a run, for its record: the GPU's name, else ``'cpu'`` (mmengine's Runner
+    takes the GPU when there is one)."""
+    import torch
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu'
 
 
 def run_task(settings: DemoSettings,

@@ -20,7 +20,8 @@ def method_title(method: str) -> str:
     if method in METHOD_TITLES:
         return METHOD_TITLES[method]
     base, _, variant = method.partition('_')
-    return f'{METHOD_TITLES.get(base, base)} ({variant})'
+    title = METHOD_TITLES.get(base, base)
+    return f'{title} ({variant})' if variant else title
 
 
 @dataclasses.dataclass(frozen=True)

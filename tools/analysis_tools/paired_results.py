@@ -16,8 +16,10 @@ import json
 import os
 import sys
 
+from diffkd_mm.demo.diagnostics_report import diagnostics_table
 from diffkd_mm.demo.paired import paired_table
 from diffkd_mm.demo.report import paired_figure, task_table
+from diffkd_mm.demo.selection import select_finalists, selection_lines
 from diffkd_mm.demo.settings import method_title
 
 
@@ -30,6 +32,16 @@ def main(argv=None) -> int:
         metavar='PNG',
         help='also draw the paired differences of every task into this picture (an existing '
         'file is not replaced)')
+    parser.add_argument(
+        '--select',
+        nargs='+',
+        metavar='METHOD',
+        help='candidates to choose finalists from, per task: the (at most) --finalists '
+        'highest held-out means, each above the --reference method\'s')
+    parser.add_argument(
+        '--reference', default='diffkd', help='what a finalist must beat (default: diffkd)')
+    parser.add_argument(
+        '--finalists', type=int, default=2, help='at most this many per task (default: 2)')
     args = parser.parse_args(argv)
     records = []
     for path in args.records:
@@ -53,6 +65,17 @@ def main(argv=None) -> int:
         print(f'## {task}\n')
         print('\n'.join(task_table(records, task)) + '\n')
         print('\n'.join(table or ['(no pairs)']) + '\n')
+        diagnostics = diagnostics_table(records, task)
+        if diagnostics:
+            print('\n'.join(diagnostics) + '\n')
+        if args.select:
+            try:
+                selection = select_finalists(records, task, args.select, args.reference,
+                                             args.finalists)
+            except ValueError as err:
+                sys.exit(f'paired_results.py: --reference: {err}')
+            metric = next(r['metric'] for r in records if r['task'] == task)
+            print('\n'.join(selection_lines(selection, metric)) + '\n')
     if args.plot:
         if paired_figure(records, tasks, args.plot):
             print(f'paired differences drawn: {args.plot}')
