@@ -347,12 +347,21 @@ def earlier_record(plan: TaskSeedPlan, method: str, console: Console) -> Optiona
     return _earlier_run(cfg.work_dir, digest, f'{plan.task} seed {plan.seed} {method}', console)
 
 
-def run_one(plan: TaskSeedPlan, method: str, console: Console) -> dict:
-    """Train (or, for a cached teacher, evaluate) one run of ``plan`` and keep its record."""
+def run_one(plan: TaskSeedPlan,
+            method: str,
+            console: Console,
+            earlier: Optional[dict] = None) -> dict:
+    """Train (or, for a cached teacher, evaluate) one run of ``plan`` and keep its record.
+
+    ``earlier``: the teacher's record from an earlier run of the folder, returned instead of a
+    new one when its cached weights are reused (it keeps the training's seconds per iteration).
+    """
     cfg, digest = plan.runs[method]
     title = f'{plan.task} seed {plan.seed} {method}'
     if method == 'teacher':
         result = _teacher(cfg, plan.teacher_def, plan.cached, plan.task, title, console)
+        if result['cached'] and earlier is not None:
+            return earlier
     else:
         picture = osp.join(plan.task_dir,
                            f'{method}_features.png') if method.startswith('diffkd') else None
@@ -415,11 +424,7 @@ def run_task(settings: DemoSettings,
             console.say(f'[demo] {title}: done in an earlier run, {name} {done["value"]:.2f}')
             records.append(done)
             continue
-        if method == 'teacher' and earlier['teacher'] is not None and reuse_teacher(
-                plan.cached, plan.teacher_def):
-            records.append(earlier['teacher'])  # it keeps the training's seconds per iter
-            continue
-        records.append(run_one(plan, method, console))
+        records.append(run_one(plan, method, console, earlier[method]))
     return records
 
 

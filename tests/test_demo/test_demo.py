@@ -46,7 +46,8 @@ def test_quick_demo_runs_both_tasks_and_writes_report_and_records(tmp_path):
     report_dir = osp.dirname(last[len('[demo] report: '):])
     pictures = [
         f'{task}_{name}.png' for task in ('det', 'seg')
-        for name in ('diffkd_losses', 'diffkd_gate', 'diffkd_features', 'distill_terms', 'paired')
+        for name in ('diffkd_losses', 'diffkd_gate', 'diffkd_features', 'distill_terms', 'paired',
+                     'diagnostics')
     ]
     for name in ('report.md', 'results.json', *pictures):
         assert osp.getsize(osp.join(report_dir, name)) > 0, name
@@ -58,10 +59,17 @@ def test_quick_demo_runs_both_tasks_and_writes_report_and_records(tmp_path):
                                   for seed in (0, 1)
                                   for method in METHODS}
     for r in records:
+        kd = r['method'] not in ('teacher', 'student')
         assert set(r) == {
             'task', 'seed', 'method', 'metric', 'benchmark_version', 'teacher_iters',
-            'student_iters', 'num_train', 'num_val', 'value', 's_per_iter'
-        }
+            'student_iters', 'num_train', 'num_val', 'value', 's_per_iter', 'device'
+        } | ({'diagnostics'} if kd else set()), r.keys()
+        assert r['device'] == 'cpu'
+        if kd:  # at 20, 25%, 50% and the end of 10 iterations: 10, 2, 5
+            assert [d['iter'] for d in r['diagnostics']] == [2, 5, 10]
+            assert all(d['kd_grad_norm'] > 0 and -1 <= d['cos_student'] <= 1
+                       for d in r['diagnostics'])
+            assert all(('gate' in d) == (r['method'] == 'diffkd') for d in r['diagnostics'])
         assert (r['teacher_iters'], r['student_iters']) == (20, 10)  # --quick's schedule
         assert r['metric'] == dict(det='mAP', seg='mIoU')[r['task']]
         assert 0.0 <= r['value'] <= 100.0, r
@@ -70,6 +78,7 @@ def test_quick_demo_runs_both_tasks_and_writes_report_and_records(tmp_path):
         assert r['s_per_iter'] > 0, r  # every model of this run was trained, none cached
     assert '| Student + DiffKD |' in md and '| Student + PKD |' in md and '± ' in md
     assert '## det' in md and '## seg' in md and '![paired differences](det_paired.png)' in md
+    assert md.count('### Where the KD signal goes') == 2 and '![KD signal diagnostics]' in md
     # Two seeds: each KD method against no KD, FitNet and PKD, paired by seed, in the report
     # and in what the run prints.
     for pair in ('Student + DiffKD - Student (no KD)', 'Student + DiffKD - Student + FitNet',
@@ -153,3 +162,20 @@ def test_parallel_task_seeds_then_a_resumed_run_adds_a_method(tmp_path):
         timeout=600)
     assert out.returncode == 1 and 'Traceback' not in out.stderr, out.stderr[-3000:]
     assert 'det seed 0 student' in out.stderr and 'options it was started with' in out.stderr
+
+
+def test_parallel_runs_start_students_as_their_teacher_is_done(tmp_path):
+    """--parallel run: a process per run; the student without KD starts with the teacher, the KD
+    students once the teacher is done; a line per finished run with the time left."""
+    stdout = _run(tmp_path, '--task', 'det', '--seeds', '0', '--methods', 'diffkd', 'fitnet',
+                  'student', '--parallel', 'run', '--jobs', '2')
+    assert '[demo] 4 runs, 2 at a time, 1 thread(s) each' in stdout
+    finished = [line for line in stdout.splitlines() if ' runs: det seed 0 ' in line]
+    assert len(finished) == 4 and all('ETA' in line for line in finished), stdout
+    order = [line.split(' runs: det seed 0 ')[1].split()[0] for line in finished]
+    assert order.index('teacher') < min(order.index('diffkd'), order.index('fitnet'))
+    (run_dir, ) = os.listdir(tmp_path / 'work')
+    records = json.load(open(tmp_path / 'work' / run_dir / 'report' / 'results.json'))
+    assert {r['method'] for r in records} == {'teacher', 'diffkd', 'fitnet', 'student'}
+    teacher = next(r for r in records if r['method'] == 'teacher')
+    assert teacher['s_per_iter'] > 0  # trained here, not taken from the cache

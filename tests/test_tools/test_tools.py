@@ -130,8 +130,9 @@ def test_slurm_scripts_call_srun_with_our_tools(tmp_path, script, args):
     ('test.py', ['--work-dir', '--cfg-options', '--launcher']),
     ('run_demo.py', [
         '--work-dir', '--task', '--seeds', '--methods', '--loss-weight', '--teacher-iters',
-        '--student-iters', '--quick'
+        '--student-iters', '--quick', '--schedule', '--jobs', '--parallel', '--resume', '--verbose'
     ]),
+    ('analysis_tools/paired_results.py', ['--plot', '--select', '--reference', '--finalists']),
     ('model_converters/convert_kd_ckpt_to_student.py', ['--force']),
     ('analysis_tools/visualize_denoising.py', ['--out-dir', '--num-images', '--loss-name']),
 ])
