@@ -4,6 +4,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from mmengine.logging import MessageHub
 
 from diffkd_mm.engine import KDDiagnosticsHook, measure_kd_signal
 from diffkd_mm.testing import toy_batch, toy_distill_cfg
@@ -64,6 +65,10 @@ def test_identical_sides_have_cosine_one():
 
 def test_training_is_left_as_it_was():
     model = build()
+    hub = MessageHub.get_instance('kd_diagnostics_test')  # the training's hub
+    model(**toy_batch(), mode='loss')  # a training step logs DiffKD's terms there
+    logged = {k: v.data[0].tolist() for k, v in hub.log_scalars.items()}
+    assert any(k.endswith('loss_diffkd_kd') for k in logged)
     buffers = {k: v.clone() for k, v in model.named_buffers()}
     torch.manual_seed(123)
     expected_draw = torch.rand(3)
@@ -73,6 +78,8 @@ def test_training_is_left_as_it_was():
     for name, buf in model.named_buffers():
         assert torch.equal(buf, buffers[name]), name  # BN statistics, EMA weights
     assert all(p.grad is None for p in model.parameters())  # nothing accumulated
+    assert MessageHub.get_current_instance() is hub  # what the pass logged went elsewhere
+    assert {k: v.data[0].tolist() for k, v in hub.log_scalars.items()} == logged
 
 
 def test_hook_measures_at_its_iterations():

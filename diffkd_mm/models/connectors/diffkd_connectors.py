@@ -66,7 +66,8 @@ class DiffKDStudentConnector(_LinkedConnector):
         share_branch (bool): One denoiser for all levels. Defaults to False.
         init_cfg (dict, optional): mmengine initialisation config.
         **denoiser_settings: ``kernel_size``, ``inference_steps``, ``num_train_timesteps``,
-            ``schedule_steps``, ``output_norm``, ``with_cp``, ``kd_trains_predictor``: see
+            ``schedule_steps``, ``output_norm``, ``with_cp``, ``kd_trains_predictor``,
+            ``kd_predictor_ema``, ``start_noise``: see
             :class:`~diffkd_mm.models.diffkd.DiffKDDenoiser`.
     """
 

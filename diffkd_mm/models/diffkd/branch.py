@@ -52,7 +52,8 @@ class DiffKDBranch(nn.Module):
         **settings: The teacher side's (``ae_channels``, ``target_norm``: see
             :class:`DiffKDTarget`) and the student side's (``kernel_size``, ``inference_steps``,
             ``num_train_timesteps``, ``schedule_steps``, ``output_norm``, ``with_cp``,
-            ``kd_trains_predictor``: see :class:`DiffKDDenoiser`).
+            ``kd_trains_predictor``, ``kd_predictor_ema``, ``start_noise``: see
+            :class:`DiffKDDenoiser`).
     """
 
     def __init__(self, student_channels: int, teacher_channels: int, **settings) -> None:

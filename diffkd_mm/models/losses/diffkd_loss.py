@@ -80,7 +80,7 @@ class DiffKDLoss(MultiTermLoss):
             the teacher side's ``ae_channels`` and ``target_norm`` (see
             :class:`~diffkd_mm.models.diffkd.DiffKDTarget`), the student side's ``kernel_size``,
             ``inference_steps``, ``num_train_timesteps``, ``schedule_steps``, ``output_norm``,
-            ``with_cp`` and ``kd_trains_predictor`` (see
+            ``with_cp``, ``kd_trains_predictor``, ``kd_predictor_ema`` and ``start_noise`` (see
             :class:`~diffkd_mm.models.diffkd.DiffKDDenoiser`).
     """
 

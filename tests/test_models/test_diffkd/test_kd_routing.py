@@ -98,6 +98,13 @@ def test_vp_start_point_is_the_forward_process_at_the_first_timestep():
     ab = float(denoiser.scheduler.alphas_cumprod[t0])
     torch.testing.assert_close(x, ab**0.5 * latent + (1 - ab)**0.5 * noise)
     torch.testing.assert_close(gate, torch.full((3, ), ab**0.5))
+    # The KD gradient reaches the student through the scaled start point, and the predictor
+    # (official kd_trains_predictor=True here), as without the adapter it has nowhere else to go.
+    student, teacher = features()
+    refined, _, _ = denoiser.train()(student)
+    grads = grads_of((refined - teacher).pow(2).mean(), student, denoiser)
+    assert nonzero(grads['student_feat']) and nonzero(grads['student_proj.weight'])
+    assert nonzero(grads['noise_predictor.layers.2.weight'])
 
 
 def test_unknown_start_noise_is_named():
