@@ -80,3 +80,29 @@ def test_tool_prints_the_selection(tmp_path):
         text=True)
     assert out.returncode == 1 and 'Traceback' not in out.stderr
     assert "--reference: no record of the reference 'official'" in out.stderr
+
+
+def test_shipped_selection_page_quotes_the_tool():
+    """Every table row of the held-out selection page (seed tables, held-out means,
+    diagnostics) and each task's finalists are what the tool prints from the shipped records."""
+    records = osp.join(ROOT, 'docs', 'results', 'variant_selection_heldout.json')
+    out = subprocess.run(
+        [sys.executable, TOOL, records, '--select', 'diffkd_prematch', 'diffkd_kdproof',
+         'diffkd_pull'],
+        capture_output=True,
+        text=True)
+    assert out.returncode == 0, out.stderr
+    page = open(osp.join(ROOT, 'docs', 'results',
+                         '2026-12-04_variant_selection_heldout.md')).read()
+    quoted = [
+        line for line in page.splitlines()
+        if line.startswith(('| Teacher |', '| Student')) and line.endswith('|')
+    ]
+    assert len(quoted) == 2 * (8 + 8 + 24)  # per task: seed table, means, diagnostics
+    for line in quoted:
+        assert line in out.stdout, line
+    for task, finalists in (('det', 'diffkd_pull, diffkd_prematch'),
+                            ('seg', 'diffkd_kdproof, diffkd_pull')):
+        assert f'Finalists ({task}): {finalists}' in out.stdout
+        first, second = finalists.split(', ')
+        assert f'**Finalists ({task}): `{first}` and `{second}`**' in page
