@@ -86,14 +86,14 @@ def test_shipped_selection_page_quotes_the_tool():
     """Every table row of the held-out selection page (seed tables, held-out means,
     diagnostics) and each task's finalists are what the tool prints from the shipped records."""
     records = osp.join(ROOT, 'docs', 'results', 'variant_selection_heldout.json')
-    out = subprocess.run(
-        [sys.executable, TOOL, records, '--select', 'diffkd_prematch', 'diffkd_kdproof',
-         'diffkd_pull'],
-        capture_output=True,
-        text=True)
+    out = subprocess.run([
+        sys.executable, TOOL, records, '--select', 'diffkd_prematch', 'diffkd_kdproof',
+        'diffkd_pull'
+    ],
+                         capture_output=True,
+                         text=True)
     assert out.returncode == 0, out.stderr
-    page = open(osp.join(ROOT, 'docs', 'results',
-                         '2026-12-04_variant_selection_heldout.md')).read()
+    page = open(osp.join(ROOT, 'docs', 'results', '2026-12-04_variant_selection_heldout.md')).read()
     quoted = [
         line for line in page.splitlines()
         if line.startswith(('| Teacher |', '| Student')) and line.endswith('|')
