@@ -79,6 +79,8 @@ def branch_parts(branch, s, t, iters):
         output_projection=lambda: (denoiser.output_proj(latent), ),
         diffusion_loss=lambda: (denoiser.diffusion_loss(target), ),
     )
+    if denoiser.noise_adapter is None:  # start_noise='vp' builds no adapter
+        del parts['noise_adapter']
     if autoencoder is not None:
         parts['autoencoder'] = lambda: autoencoder(t)
     return {name: run(fn) for name, fn in parts.items()}
