@@ -75,3 +75,13 @@ def test_cost_table_gives_ratios_to_fitnet_and_the_reference():
                                            ('reference', 'same')])
 def test_diffkd_math_of_each_variant(kind, expected):
     assert diffkd_math(kind) == expected
+
+
+def test_branch_parts_time_what_the_branch_has():
+    """A ``start_noise='vp'`` denoiser has no noise adapter: its parts are timed without one."""
+    from diffkd_mm.benchmark.timing import branch_parts
+    s, t = torch.randn(2, 8, 4, 4), torch.randn(2, 16, 4, 4)
+    official = branch_parts(DiffKDBranch(8, 16), s, t, iters=1)
+    vp = branch_parts(DiffKDBranch(8, 16, start_noise='vp'), s, t, iters=1)
+    assert set(official) - set(vp) == {'noise_adapter'}
+    assert all(seconds > 0 for seconds in vp.values())
