@@ -145,6 +145,11 @@ DIFFKD_OPTIONS = dict(
     diffkd_5steps_ae128=dict(inference_steps=5, ae_channels=128),
     diffkd_3steps_ae64=dict(inference_steps=3, ae_channels=64),
     diffkd_raw=dict(target_norm=None),
+    # The options that send the KD signal to the student (docs/method.md); the warm-up of
+    # the embedded benchmark's diffkd_kdproof runs once before training and is not timed here.
+    diffkd_prematch=dict(student_match_weight=1.0),
+    diffkd_kdproof=dict(kd_trains_predictor=False, kd_predictor_ema=0.99, start_noise='vp'),
+    diffkd_pull=dict(denoised_pull_weight=1.0),
 )
 # The other ways to write DiffKD in a config: per-level entries, connectors + PKD.
 STYLES = ('diffkd_per_level', 'diffkd_pkd')
