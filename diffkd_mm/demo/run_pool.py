@@ -15,8 +15,8 @@ from typing import Dict, List, Tuple
 
 from ..engine.checkpoint import CheckpointGuard
 from ..fileio import DiskFullError
-from .console import Console, clock
-from .runner import TaskSeedsFailed, earlier_record, plan_task, run_one
+from .console import Console
+from .runner import earlier_record, failure_reason, plan_task, raise_failures, run_one, say_finished
 from .settings import TASK_METRICS, DemoSettings
 
 Unit = Tuple[str, int, str]  # task, seed, method
@@ -93,8 +93,7 @@ def run_units_parallel(settings: DemoSettings, run_dir: str, console: Console) -
                     record = future.result()
                 except Exception as err:  # reported with the others at the end
                     disk_full = err if isinstance(err, DiskFullError) else disk_full
-                    reason = (str(err).splitlines() or [''])[0]
-                    failed.append(f'{task} seed {seed} {method} ({type(err).__name__}: {reason})')
+                    failed.append(f'{task} seed {seed} {method} ({failure_reason(err)})')
                     outcome = 'FAILED'
                     skipped = pending_kd.pop((task, seed), []) if method == 'teacher' else []
                     failed += [f'{task} seed {seed} {m} (its teacher failed)' for m in skipped]
@@ -105,15 +104,9 @@ def run_units_parallel(settings: DemoSettings, run_dir: str, console: Console) -
                     if method == 'teacher':
                         queue += [(task, seed, m) for m in pending_kd.pop((task, seed), [])]
                         queue.sort(key=lambda unit: order[unit[2]])
-                elapsed = time.perf_counter() - started
-                left = elapsed / finished * (total - finished)
-                console.say(f'[demo] {finished}/{total} runs: {task} seed {seed} {method} '
-                            f'{outcome}; elapsed {clock(elapsed)}, ETA {clock(left)}')
-    if disk_full is not None:
-        raise disk_full
-    if failed:
-        raise TaskSeedsFailed(f'{len(failed)} of {total} runs failed: {"; ".join(failed)}. The '
-                              f'finished runs are kept: run again with --resume {run_dir}')
+                say_finished(console, started, finished, total,
+                             f'runs: {task} seed {seed} {method} {outcome}')
+    raise_failures(failed, disk_full, total, 'runs', run_dir)
     return [
         records[(t, s, m)] for (t, s), plan in plans.items() for m in plan.runs
         if (t, s, m) in records

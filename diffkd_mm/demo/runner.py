@@ -490,21 +490,36 @@ def _run_parallel(settings: DemoSettings, run_dir: str, console: Console,
                 outcome = 'done'
             except Exception as err:  # reported with the others at the end
                 disk_full = err if isinstance(err, DiskFullError) else disk_full
-                reason = (str(err).splitlines() or [''])[0]
-                failed.append(f'{task} seed {seed} ({type(err).__name__}: {reason})')
+                failed.append(f'{task} seed {seed} ({failure_reason(err)})')
                 outcome = f'FAILED, its logs: {osp.join(run_dir, f"{task}_seed{seed}")}'
             finished = len(done) + len(failed)
-            elapsed = time.perf_counter() - started
-            left = elapsed / finished * (len(units) - finished)
-            console.say(f'[demo] {finished}/{len(units)} task-seeds finished: {task} seed {seed} '
-                        f'{outcome}; elapsed {clock(elapsed)}, ETA {clock(left)}')
+            say_finished(console, started, finished, len(units),
+                         f'task-seeds finished: {task} seed {seed} {outcome}')
+    raise_failures(failed, disk_full, len(units), 'task-seeds', run_dir)
+    return [record for unit in units for record in done[unit]]
+
+
+def failure_reason(err: Exception) -> str:
+    """``'<type>: <first line>'`` of a worker's exception, for the failures' summary."""
+    return f'{type(err).__name__}: {(str(err).splitlines() or [""])[0]}'
+
+
+def say_finished(console: Console, started: float, finished: int, total: int, what: str) -> None:
+    """``[demo] <finished>/<total> <what>; elapsed ..., ETA ...``: a parallel run's progress."""
+    elapsed = time.perf_counter() - started
+    left = elapsed / finished * (total - finished)
+    console.say(f'[demo] {finished}/{total} {what}; elapsed {clock(elapsed)}, ETA {clock(left)}')
+
+
+def raise_failures(failed: List[str], disk_full: Optional[Exception], total: int, units: str,
+                   run_dir: str) -> None:
+    """After a parallel run: a full disk first, then every failure at once (if any)."""
     if disk_full is not None:
         raise disk_full
     if failed:
-        raise TaskSeedsFailed(f'{len(failed)} of {len(units)} task-seeds failed: '
-                              f'{"; ".join(failed)}. The finished runs are kept: run again with '
-                              f'--resume {run_dir}')
-    return [record for unit in units for record in done[unit]]
+        raise TaskSeedsFailed(f'{len(failed)} of {total} {units} failed: {"; ".join(failed)}. '
+                              'The finished runs are kept: run again with --resume '
+                              f'{run_dir}')
 
 
 def run_demo(work_dir: str,

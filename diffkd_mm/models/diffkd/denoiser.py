@@ -38,9 +38,9 @@ class PredictorAverage(nn.Module):
     def update(self, module: nn.Module, momentum: float) -> None:
         """``avg <- momentum * avg + (1 - momentum) * weights``; the first call copies."""
         self._initialized_seen = self._initialized_seen or bool(self.initialized)
-        names = [name for name, _ in module.named_parameters()]
-        averages = [getattr(self, self._buffers_of[name]) for name in names]
-        weights = [weight.detach() for _, weight in module.named_parameters()]
+        params = list(module.named_parameters())
+        averages = [getattr(self, self._buffers_of[name]) for name, _ in params]
+        weights = [weight.detach() for _, weight in params]
         if self._initialized_seen:
             # One fused update for all weights: on a GPU, one launch instead of one per tensor.
             torch._foreach_lerp_(averages, weights, 1.0 - momentum)
