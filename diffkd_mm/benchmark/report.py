@@ -21,33 +21,54 @@ def _ratio(value: float, base: Optional[dict], key: str) -> str:
 
 
 def cost_table(title: str, setting: str, rows: Dict[str, dict]) -> List[str]:
-    """Time and memory of each variant, and their ratios to FitNet and to the reference.
+    """Time and memory of each variant, and their ratios to FitNet and to the reference; with
+    operator counts (``--count-ops``), the operators of one iteration and their ratio to FitNet.
 
     Args:
         title (str): The page title.
         setting (str): One sentence on the device, the statistics and what memory means.
-        rows (dict): Per variant, ``sec`` (median seconds per iteration) and ``mem`` (bytes).
+        rows (dict): Per variant, ``sec`` (median seconds per iteration) and ``mem`` (bytes);
+            optionally ``ops`` (operators that launch work) and ``dispatched`` (all operators).
     """
     fit, ref = rows.get('fitnet'), rows.get('reference')
-    lines = [
-        f'# {title}', '', setting, '',
-        '| variant | DiffKD math | s / iter | x FitNet | x reference | memory (MiB) | '
-        'mem x FitNet |', '|---|---|---|---|---|---|---|'
-    ]
+    counted = all('ops' in r for r in rows.values())
+    head = ('| variant | DiffKD math | s / iter | x FitNet | x reference | memory (MiB) | '
+            'mem x FitNet |')
+    rule = '|---|---|---|---|---|---|---|'
+    if counted:
+        head += ' ops / iter | ops x FitNet | all dispatched |'
+        rule += '---|---|---|'
+    lines = [f'# {title}', '', setting, '', head, rule]
     for kind, r in rows.items():
-        lines.append(f'| {kind} | {diffkd_math(kind)} | {r["sec"]:.3f} | '
-                     f'{_ratio(r["sec"], fit, "sec")} | {_ratio(r["sec"], ref, "sec")} | '
-                     f'{r["mem"] / 2**20:.1f} | {_ratio(r["mem"], fit, "mem")} |')
+        line = (f'| {kind} | {diffkd_math(kind)} | {r["sec"]:.3f} | '
+                f'{_ratio(r["sec"], fit, "sec")} | {_ratio(r["sec"], ref, "sec")} | '
+                f'{r["mem"] / 2**20:.1f} | {_ratio(r["mem"], fit, "mem")} |')
+        if counted:
+            line += f' {r["ops"]} | {_ratio(r["ops"], fit, "ops")} | {r["dispatched"]} |'
+        lines.append(line)
+    if counted:
+        lines += [
+            '', 'ops: the ATen operators one training iteration (forward, backward, optimizer '
+            'step) dispatches that launch work (views, aliases and bare allocations left out): on '
+            'a GPU, about one kernel launch each. all dispatched: every operator.'
+        ]
     return lines
 
 
-def parts_table(parts: Dict[str, float], channels: int, size: int) -> List[str]:
-    """Seconds of each part of one DiffKD branch, and its share of their sum."""
+def parts_table(parts: Dict[str, float],
+                channels: int,
+                size: int,
+                ops: Optional[Dict[str, int]] = None) -> List[str]:
+    """Seconds of each part of one DiffKD branch, and its share of their sum; with ``ops``, the
+    operators that launch work in each part's forward and backward."""
     total = sum(parts.values())
+    head, rule = '| part | s | share |', '|---|---|---|'
+    if ops:
+        head, rule = head + ' ops |', rule + '---|'
     return [
         '', f'## DiffKD branch, one level ({channels} channels, {size}x{size}): fwd+bwd by part',
-        '', '| part | s | share |', '|---|---|---|',
-        *(f'| {k} | {v:.4f} | {v / total:.0%} |' for k, v in parts.items())
+        '', head, rule, *(f'| {k} | {v:.4f} | {v / total:.0%} |' + (f' {ops[k]} |' if ops else '')
+                          for k, v in parts.items())
     ]
 
 

@@ -55,20 +55,10 @@ def memory_of_step(model, optim, data, device):
     return saved.total
 
 
-def branch_parts(branch, s, t, iters):
-    """Median fwd+bwd seconds of each part of one DiffKD branch on features s, t."""
-
-    def run(fn):
-        times = []
-        for i in range(iters + 1):
-            start = time.perf_counter()
-            out = fn()
-            loss = sum(o.float().mean() for o in out if o is not None and o.requires_grad)
-            loss.backward()
-            if i:
-                times.append(time.perf_counter() - start)
-        return statistics.median(times)
-
+def branch_part_fns(branch, s, t):
+    """The parts of one DiffKD branch on features s, t, each as a function that runs its forward
+    and returns its outputs: projection, noise adapter (if any), denoising loop, output
+    projection, diffusion loss and autoencoder (if any)."""
     denoiser, autoencoder = branch.denoiser, branch.target.autoencoder
     latent = denoiser.student_proj(s).detach().requires_grad_()
     target, _ = branch.target(t)
@@ -83,7 +73,29 @@ def branch_parts(branch, s, t, iters):
         del parts['noise_adapter']
     if autoencoder is not None:
         parts['autoencoder'] = lambda: autoencoder(t)
-    return {name: run(fn) for name, fn in parts.items()}
+    return parts
+
+
+def fwd_bwd(fn) -> None:
+    """Run a part's forward, then the backward of the mean of its outputs with gradients."""
+    out = fn()
+    loss = sum(o.float().mean() for o in out if o is not None and o.requires_grad)
+    loss.backward()
+
+
+def branch_parts(branch, s, t, iters):
+    """Median fwd+bwd seconds of each part of one DiffKD branch on features s, t."""
+
+    def run(fn):
+        times = []
+        for i in range(iters + 1):
+            start = time.perf_counter()
+            fwd_bwd(fn)
+            if i:
+                times.append(time.perf_counter() - start)
+        return statistics.median(times)
+
+    return {name: run(fn) for name, fn in branch_part_fns(branch, s, t).items()}
 
 
 def branch_fwd_bwd_round_robin(builders,

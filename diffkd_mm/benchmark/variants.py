@@ -195,7 +195,10 @@ def build_variant(cfg: Config, kind: str, device: str):
     # lr 0: SGD still does all its work (momentum, update), but the random, un-pretrained weights
     # stay put, so no variant diverges while it is being timed.
     optim = OptimWrapper(
-        torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.0, momentum=0.9))
+        torch.optim.SGD([p for p in model.parameters() if p.requires_grad],
+                        lr=0.0,
+                        momentum=0.9,
+                        foreach=True))
     return model, optim
 
 

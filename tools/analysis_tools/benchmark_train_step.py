@@ -11,6 +11,9 @@ so that a slow spell of the machine hits every variant alike. Memory: on a GPU t
 memory of one iteration above what is resident before it; on the CPU the bytes autograd saves
 for backward (activation memory), which is what DiffKD adds. Then the DiffKD branch alone:
 time split by part, and how it scales with feature size, channels, steps and levels.
+With --count-ops, also the ATen operators one iteration dispatches that launch work, per variant
+and per part of the branch: on a GPU, about one kernel launch each, which is what an iteration
+costs there. SGD runs its foreach implementation, the one torch uses on a GPU.
 
     python tools/analysis_tools/benchmark_train_step.py --pair retinanet --size 256 --out-dir bench/
 """
@@ -20,14 +23,16 @@ import os
 import platform
 import statistics
 import sys
+from functools import partial
 
 import torch
 from mmengine.config import Config
 
 import diffkd_mm  # noqa: F401  (compat layer + registrations first)
+from diffkd_mm.benchmark.op_count import ops_of_parts, ops_of_train_step
 from diffkd_mm.benchmark.report import cost_table, parts_table, scaling_table, write_report
-from diffkd_mm.benchmark.timing import (branch_fwd_bwd_round_robin, branch_parts, memory_of_step,
-                                        scaling_grid, time_round_robin)
+from diffkd_mm.benchmark.timing import (branch_fwd_bwd_round_robin, branch_part_fns, branch_parts,
+                                        fwd_bwd, memory_of_step, scaling_grid, time_round_robin)
 from diffkd_mm.benchmark.variants import (PAIRS, VARIANTS, ReferenceDiffKDBranch, build_variant,
                                           synthetic_det_batch)
 from diffkd_mm.models.diffkd import DiffKDBranch
@@ -57,6 +62,11 @@ def parse_args(argv=None):
     p.add_argument('--no-scaling', action='store_true', help='skip the scaling tables')
     p.add_argument('--amp', action='store_true', help='autocast (fp16 on GPU, bf16 on CPU)')
     p.add_argument(
+        '--count-ops',
+        action='store_true',
+        help='also count the operators one iteration dispatches (those that launch work: '
+        'about one kernel launch each on a GPU), per variant and per part of the DiffKD branch')
+    p.add_argument(
         '--out-dir',
         default='work_dirs/benchmark',
         help='where benchmark.md and benchmark.json go (default work_dirs/benchmark)')
@@ -72,8 +82,14 @@ def measure_variants(cfg, data, args, device) -> dict:
         sec = statistics.median(times[kind])
         rows[kind] = dict(
             sec=sec, mem=memory_of_step(model, optim, data, device), samples=times[kind])
+        counted = ''
+        if args.count_ops:
+            ops = ops_of_train_step(model, optim, data)
+            rows[kind].update(ops=ops.total, dispatched=ops.dispatched, op_names=dict(ops.counts))
+            counted = f'  {ops.total:6d} ops'
         print(
-            f'[bench] {kind:28s} {sec:8.3f} s/iter  {rows[kind]["mem"] / 2**20:9.1f} MiB',
+            f'[bench] {kind:28s} {sec:8.3f} s/iter  {rows[kind]["mem"] / 2**20:9.1f} MiB'
+            f'{counted}',
             flush=True)
     return rows
 
@@ -87,6 +103,13 @@ def measure_branch(cfg, args, device):
     s = torch.randn(args.batch, 256, feat, feat, device=device, requires_grad=True)
     t = torch.randn(args.batch, 256, feat, feat, device=device)
     parts = branch_parts(branch, s, t, args.iters)
+    part_ops = None
+    if args.count_ops:
+        counters = ops_of_parts({
+            name: partial(fwd_bwd, fn)
+            for name, fn in branch_part_fns(branch, s, t).items()
+        })
+        part_ops = {name: counter.total for name, counter in counters.items()}
     scaling = []
     for what, size, ch, steps, lv in scaling_grid(feat, levels):
         sec = branch_fwd_bwd_round_robin(
@@ -97,7 +120,7 @@ def measure_branch(cfg, args, device):
             f'[bench] scaling {what}: {size}px {ch}ch {steps} steps {lv} levels: '
             f'{sec["ours"]:.4f} s, reference {sec["reference"]:.4f} s',
             flush=True)
-    return feat, parts, scaling
+    return feat, parts, part_ops, scaling
 
 
 def main(argv=None) -> int:
@@ -131,8 +154,11 @@ def main(argv=None) -> int:
         amp=args.amp,
         rows=rows)
     if not args.no_scaling:
-        feat, result['parts'], result['scaling'] = measure_branch(cfg, args, device)
-        lines += parts_table(result['parts'], 256, feat) + scaling_table(result['scaling'])
+        feat, result['parts'], part_ops, result['scaling'] = measure_branch(cfg, args, device)
+        if part_ops:
+            result['part_ops'] = part_ops
+        lines += parts_table(result['parts'], 256, feat, part_ops) + scaling_table(
+            result['scaling'])
     path = write_report(args.out_dir, lines, result)
     print('\n'.join(lines))
     print(f'[bench] wrote {path}')

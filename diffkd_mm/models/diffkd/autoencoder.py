@@ -4,6 +4,8 @@ from typing import Tuple
 import torch
 from torch import nn
 
+from .batch_norm import BatchNorm2d
+
 
 class LinearAutoEncoder(nn.Module):
     """``z = BN(conv1x1(x))`` (C -> L), ``rec = conv1x1(z)`` (L -> C, with bias, no BN).
@@ -22,7 +24,7 @@ class LinearAutoEncoder(nn.Module):
     def __init__(self, channels: int, latent_channels: int) -> None:
         super().__init__()
         self.encoder = nn.Sequential(
-            nn.Conv2d(channels, latent_channels, 1), nn.BatchNorm2d(latent_channels))
+            nn.Conv2d(channels, latent_channels, 1), BatchNorm2d(latent_channels))
         self.decoder = nn.Sequential(nn.Conv2d(latent_channels, channels, 1))
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:

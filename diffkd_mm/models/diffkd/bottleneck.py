@@ -2,6 +2,8 @@
 import torch
 from torch import nn
 
+from .batch_norm import BatchNorm2d
+
 
 class Bottleneck(nn.Module):
     """``x + BN(conv1x1(ReLU(BN(conv3x3(ReLU(BN(conv1x1(x))))))))``, no ReLU after the sum.
@@ -23,13 +25,13 @@ class Bottleneck(nn.Module):
         # Indices 0..7 follow the official DiffKD layout, so its checkpoints convert by renaming.
         self.layers = nn.Sequential(
             nn.Conv2d(channels, hidden, 1),
-            nn.BatchNorm2d(hidden),
+            BatchNorm2d(hidden),
             nn.ReLU(inplace=True),
             nn.Conv2d(hidden, hidden, 3, padding=1),
-            nn.BatchNorm2d(hidden),
+            BatchNorm2d(hidden),
             nn.ReLU(inplace=True),
             nn.Conv2d(hidden, channels, 1),
-            nn.BatchNorm2d(channels),
+            BatchNorm2d(channels),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

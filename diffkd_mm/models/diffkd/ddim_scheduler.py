@@ -54,6 +54,8 @@ class DDIMScheduler(nn.Module):
         sqrt_one_minus_alphas_cumprod (T,): float32 schedule constants.
         timesteps (S,): int64, the sampled :math:`t`, in the order they are visited.
         step_coefs (S, 2): float32 :math:`(c_x, c_\\epsilon)` of each step.
+        noising_coefs (T, 2): float32 :math:`(\\sqrt{\\bar\\alpha_t}, \\sqrt{1-\\bar\\alpha_t})`,
+            gathered by the forward process with one index.
     """
 
     def __init__(self,
@@ -102,6 +104,14 @@ class DDIMScheduler(nn.Module):
         self.register_buffer('timesteps', timesteps, persistent=False)
         self.register_buffer(
             'step_coefs', torch.stack([c_x, c_eps], dim=1).float(), persistent=False)
+        # The same coefficients as Python numbers (float32 values): a step multiplies by them
+        # without indexing a buffer, and a scalar factor lets the add fold one of them in.
+        self._step_factors = [tuple(row) for row in self.step_coefs.tolist()]
+        # (sqrt(ab_t), sqrt(1 - ab_t)) side by side: the forward process indexes them once.
+        self.register_buffer(
+            'noising_coefs',
+            torch.stack([self.sqrt_alphas_cumprod, self.sqrt_one_minus_alphas_cumprod], dim=1),
+            persistent=False)
 
     def add_noise(self, x0: torch.Tensor, noise: torch.Tensor,
                   timesteps: torch.Tensor) -> torch.Tensor:
@@ -116,10 +126,10 @@ class DDIMScheduler(nn.Module):
         Returns:
             Tensor: :math:`x_t`, (B, C, H, W), in the dtype of ``x0``.
         """
-        shape = (-1, ) + (1, ) * (x0.dim() - 1)
-        a = self.sqrt_alphas_cumprod[timesteps].view(shape).to(x0.dtype)
-        s = self.sqrt_one_minus_alphas_cumprod[timesteps].view(shape).to(x0.dtype)
-        return a * x0 + s * noise
+        # One gather of both coefficients, (B, 2, 1, ...): views of it broadcast over the sample.
+        coefs = self.noising_coefs[timesteps].to(x0.dtype)
+        a, s = coefs.view(coefs.shape + (1, ) * (x0.dim() - 1)).unbind(1)
+        return torch.addcmul(a * x0, s, noise)
 
     def step(self, noise_pred: torch.Tensor, step_index: int, sample: torch.Tensor) -> torch.Tensor:
         """One deterministic DDIM step
@@ -133,10 +143,10 @@ class DDIMScheduler(nn.Module):
         Returns:
             Tensor: :math:`x_{t'}`, (B, C, H, W).
         """
-        coefs = self.step_coefs[step_index]
-        # 0-dim float32 factors: they take part in type promotion as scalars, so the result keeps
-        # the sample's dtype under fp16/bf16 autocast.
-        return coefs[0] * sample + coefs[1] * noise_pred
+        c_x, c_eps = self._step_factors[step_index]
+        # Python-number factors take part in type promotion as scalars, so the result keeps the
+        # sample's dtype under fp16/bf16 autocast; two kernels: c_x * x_t, then + c_eps * eps.
+        return torch.add(sample * c_x, noise_pred, alpha=c_eps)
 
     def extra_repr(self) -> str:
         return (f'num_train_timesteps={self.num_train_timesteps}, '

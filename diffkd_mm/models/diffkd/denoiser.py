@@ -7,6 +7,7 @@ from torch import nn
 from torch.func import functional_call
 from torch.utils.checkpoint import checkpoint
 
+from .batch_norm import BatchNorm2d
 from .ddim_scheduler import DDIMScheduler
 from .noise_adapter import NoiseAdapter
 from .noise_predictor import NoisePredictor, check_kernel_size
@@ -167,7 +168,7 @@ class DiffKDDenoiser(nn.Module):
             schedule_steps=schedule_steps)
         self.output_proj = nn.Sequential(nn.Conv2d(latent_channels, latent_channels, 1))
         if output_norm:
-            self.output_proj.append(nn.BatchNorm2d(latent_channels))
+            self.output_proj.append(BatchNorm2d(latent_channels))
 
     def denoise(self, student_latent: torch.Tensor, noise: Optional[torch.Tensor] = None):
         """Steps 2-3: the noise-adapted start point, then the DDIM loop. Returns ``(x_0, g)``.
@@ -182,15 +183,17 @@ class DiffKDDenoiser(nn.Module):
         if noise is None:
             noise = torch.randn_like(student_latent)
         x, gate = self._start_point(student_latent, noise)
-        predictor = self._predictor_for_kd()
+        predictor, weights = self._predictor_for_kd()
+        # Every step's time embedding in one lookup, (S, L, 1, 1), broadcast over the batch;
+        # unbind, whose backward is one stack, not one scatter per step.
+        time_embs = F.embedding(self.scheduler.timesteps, weights['time_embedding.weight'])
+        time_embs = time_embs[:, :, None, None].unbind(0)
         use_cp = self.with_cp and torch.is_grad_enabled()
         for k in range(self.scheduler.inference_steps):
-            # One t per sample, as in the diffusion loss: one predictor signature for both.
-            t = self.scheduler.timesteps[k].repeat(x.shape[0])
             if use_cp:
-                eps = checkpoint(predictor, x, t, use_reentrant=False)
+                eps = checkpoint(predictor, x, time_embs[k], use_reentrant=False)
             else:
-                eps = predictor(x, t)
+                eps = predictor(x, time_embs[k])
             x = self.scheduler.step(eps, k, x)
         return x, gate
 
@@ -208,7 +211,8 @@ class DiffKDDenoiser(nn.Module):
         return g * student_latent + (1 - g) * noise, gate
 
     def _predictor_for_kd(self):
-        """The noise predictor as the DDIM loop calls it: ``(x, t) -> eps``.
+        """The noise predictor as the DDIM loop calls it, ``(x, time_emb) -> eps``, and the
+        weights it runs on (``{name: tensor}``).
 
         With ``kd_trains_predictor=False`` it runs on detached copies of its weights, or with
         ``kd_predictor_ema`` on their moving average (updated here, once per training forward):
@@ -216,18 +220,20 @@ class DiffKDDenoiser(nn.Module):
         weights. Its buffers (BN running statistics) are the module's own and are updated as
         usual.
         """
+        live = dict(self.noise_predictor.named_parameters())
         if self.kd_trains_predictor or not torch.is_grad_enabled():
-            return self.noise_predictor
+            return (lambda x, emb: self.noise_predictor(x, time_emb=emb)), live
         if self.predictor_ema is not None:
             if self.training:
                 self.predictor_ema.update(self.noise_predictor, self.kd_predictor_ema)
             weights = self.predictor_ema.weights()
         else:
-            weights = {
-                name: weight.detach()
-                for name, weight in self.noise_predictor.named_parameters()
-            }
-        return lambda x, t: functional_call(self.noise_predictor, weights, (x, t))
+            weights = {name: weight.detach() for name, weight in live.items()}
+
+        def predictor(x, emb):
+            return functional_call(self.noise_predictor, weights, (x, ), dict(time_emb=emb))
+
+        return predictor, weights
 
     def forward(
             self,

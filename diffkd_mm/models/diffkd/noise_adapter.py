@@ -2,6 +2,7 @@
 import torch
 from torch import nn
 
+from .batch_norm import BatchNorm2d
 from .bottleneck import Bottleneck
 from .noise_predictor import check_kernel_size
 
@@ -33,10 +34,10 @@ class NoiseAdapter(nn.Module):
         else:
             self.features = nn.Sequential(
                 nn.Conv2d(channels, channels * 2, 1),
-                nn.BatchNorm2d(channels * 2),
+                BatchNorm2d(channels * 2),
                 nn.ReLU(inplace=True),
                 nn.Conv2d(channels * 2, channels, 1),
-                nn.BatchNorm2d(channels),
+                BatchNorm2d(channels),
             )
         self.gate = nn.Linear(channels, 2)
 

@@ -1,7 +1,10 @@
 """The noise-prediction network :math:`\\epsilon_\\theta(x_t, t)` of DiffKD."""
+from typing import Optional
+
 import torch
 from torch import nn
 
+from .batch_norm import BatchNorm2d
 from .bottleneck import Bottleneck
 
 KERNEL_SIZES = (1, 3)
@@ -42,23 +45,39 @@ class NoisePredictor(nn.Module):
                 Bottleneck(channels, reduction=4),
                 Bottleneck(channels, reduction=4),
                 nn.Conv2d(channels, channels, 1),
-                nn.BatchNorm2d(channels),
+                BatchNorm2d(channels),
             )
         else:
             wide = channels * 4
             self.layers = nn.Sequential(
                 nn.Conv2d(channels, wide, 1),
-                nn.BatchNorm2d(wide),
+                BatchNorm2d(wide),
                 nn.ReLU(inplace=True),
                 nn.Conv2d(wide, channels, 1),
-                nn.BatchNorm2d(channels),
+                BatchNorm2d(channels),
                 nn.Conv2d(channels, wide, 1),
-                nn.BatchNorm2d(wide),
+                BatchNorm2d(wide),
                 nn.ReLU(inplace=True),
                 nn.Conv2d(wide, channels, 1),
             )
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        # (B, C) or (C,) embedding, broadcast over the spatial dimensions.
-        emb = self.time_embedding(t.long())[..., None, None]
-        return self.layers(x + emb.to(x.dtype))
+    def forward(self,
+                x: torch.Tensor,
+                t: Optional[torch.Tensor] = None,
+                *,
+                time_emb: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Predict the noise in ``x`` at timestep ``t``.
+
+        Args:
+            x (Tensor): (B, C, H, W).
+            t (Tensor, optional): Timesteps, int64 (B,) or 0-dim.
+            time_emb (Tensor, optional): The embedding of ``t``, (C, 1, 1) or (B, C, 1, 1), looked
+                up beforehand (a DDIM loop looks its timesteps up once, not once per step);
+                exactly one of ``t`` and ``time_emb``.
+        """
+        if (t is None) == (time_emb is None):
+            raise ValueError('NoisePredictor: pass exactly one of t and time_emb.')
+        if time_emb is None:
+            # (B, C) or (C,) embedding, broadcast over the spatial dimensions.
+            time_emb = self.time_embedding(t.long())[..., None, None]
+        return self.layers(x + time_emb.to(x.dtype))

@@ -41,8 +41,11 @@ def standardize_channels(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     1e5). The DDPM schedule assumes unit-variance data, and the refined student feature leaves a
     BatchNorm with unit scale: on this scale both meet the target.
     """
-    var, mean = torch.var_mean(x, dim=(0, 2, 3), keepdim=True, unbiased=False)
-    return (x - mean) * torch.rsqrt(var + eps)
+    if x.numel() == x.shape[1]:  # one value per channel: it is its own mean
+        return x - x
+    # Batch normalisation without affine parameters or running statistics computes exactly
+    # this, in one kernel (forward and backward) instead of five.
+    return F.batch_norm(x, None, None, training=True, eps=eps)
 
 
 class DiffKDTarget(nn.Module):

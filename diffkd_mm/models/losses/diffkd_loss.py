@@ -268,14 +268,15 @@ class DiffKDLoss(MultiTermLoss):
             terms['ddim'].append(out.loss_ddim)
             if out.loss_ae is not None:
                 terms['ae'].append(out.loss_ae)
-            gates.append(out.gate.detach().float().mean())
+            gates.append(out.gate.detach().float())
         weights = dict(
             kd=self.loss_weight,
             ddim=self.ddim_loss_weight,
             ae=self.ae_loss_weight,
             student_match=self.student_match_weight,
             denoised_pull=self.denoised_pull_weight)
-        return self.reduce_terms(terms, weights, dict(gate=sum(gates) / len(gates)))
+        # Every level has the same batch: the mean of all gates is the mean of the level means.
+        return self.reduce_terms(terms, weights, dict(gate=torch.cat(gates).mean()))
 
 
 def check_weight(value, key: str, owner: str) -> float:

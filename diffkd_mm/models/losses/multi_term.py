@@ -88,7 +88,7 @@ class MultiTermLoss(nn.Module):
                 return self._on_nonfinite(terms)
             if log:
                 self._log(dict(zip((*weighted, *stats), values[len(per_level):])), set(stats))
-        return sum(weighted.values())
+        return sum_scalars(list(weighted.values()))
 
     def _log(self, values: Dict[str, float], stat_names) -> None:
         name = self.loss_name
@@ -123,4 +123,17 @@ def _finite(value: float) -> bool:
 def weighted_terms(terms: Dict[str, List[torch.Tensor]],
                    weights: Dict[str, float]) -> Dict[str, torch.Tensor]:
     """``{name: weights[name] * sum_levels terms[name]}`` for the terms that have values."""
-    return {name: weights[name] * sum(values) for name, values in terms.items() if values}
+    return {
+        name: scaled(sum_scalars(values), weights[name])
+        for name, values in terms.items() if values
+    }
+
+
+def sum_scalars(values: List[torch.Tensor]) -> torch.Tensor:
+    """The sum of 0-dim tensors in one reduction (Python's ``sum`` adds them one by one)."""
+    return values[0] if len(values) == 1 else torch.stack(values).sum()
+
+
+def scaled(value: torch.Tensor, weight: float) -> torch.Tensor:
+    """``weight * value``; a weight of 1 launches nothing."""
+    return value if weight == 1 else weight * value
