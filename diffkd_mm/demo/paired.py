@@ -17,6 +17,8 @@ COMPARABLE_KEYS = ('benchmark_version', ) + SCHEDULE_KEYS
 
 #: The comparisons the report makes: each KD method against these baselines, when present.
 BASELINES = ('student', 'fitnet', 'pkd')
+#: The paper-faithful DiffKD, which each of its variants (``diffkd_*``) is also compared with.
+PAPER_DIFFKD = 'diffkd'
 
 
 class PairedDifference(NamedTuple):
@@ -96,7 +98,8 @@ def task_values(records: Sequence[dict], task: str) -> Dict[str, Dict[int, float
 
 def paired_differences(values: Dict[str, Dict[int, float]]) -> List[PairedDifference]:
     """Each KD method against no KD, FitNet and PKD (FitNet against no KD, PKD against no KD
-    and FitNet), for the pairs with at least 2 common seeds, in the order of ``values``.
+    and FitNet), each DiffKD variant (``diffkd_*``) also against the paper-faithful DiffKD, for
+    the pairs with at least 2 common seeds, in the order of ``values``.
 
     Args:
         values (dict): ``{method: {seed: metric}}``, as :func:`task_values` returns.
@@ -107,6 +110,8 @@ def paired_differences(values: Dict[str, Dict[int, float]]) -> List[PairedDiffer
             continue
         # A baseline is compared only with those before it: each pair appears once.
         compared = BASELINES[:BASELINES.index(method)] if method in BASELINES else BASELINES
+        if method.startswith(PAPER_DIFFKD + '_'):
+            compared += (PAPER_DIFFKD, )
         for baseline in compared:
             d = paired_difference(method, baseline, values)
             if d is not None and d.low is not None:  # one seed: the seed table shows it
@@ -116,7 +121,8 @@ def paired_differences(values: Dict[str, Dict[int, float]]) -> List[PairedDiffer
 
 def paired_table(records: Sequence[dict], task: str, title=lambda m: m) -> List[str]:
     """Markdown rows: each KD method against no KD, FitNet and PKD, paired by seed (FitNet
-    against no KD, PKD against no KD and FitNet); none for pairs with fewer than 2 seeds.
+    against no KD, PKD against no KD and FitNet; DiffKD variants also against DiffKD); none for
+    pairs with fewer than 2 seeds.
 
     Args:
         records (Sequence[dict]): Records with ``task``, ``seed``, ``method``, ``value``.

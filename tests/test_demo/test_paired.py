@@ -79,6 +79,24 @@ def test_table_compares_each_pair_once_and_says_which_way():
     assert paired_table(one_seed, 'det') == []  # the seed table already shows it
 
 
+def test_a_diffkd_variant_is_also_compared_with_the_paper_diffkd():
+    table = dict(
+        student={s: 10.0
+                 for s in range(3)},
+        diffkd={s: 12.0 + s
+                for s in range(3)},
+        diffkd_pull={s: 13.0 + s
+                     for s in range(3)},
+        pkd_like={s: 11.0
+                  for s in range(3)})
+    rows = [
+        line.split(' | ')[0] for line in paired_table(_records('det', table), 'det')
+        if line.startswith('| ') and ' - ' in line
+    ]
+    assert '| diffkd_pull - diffkd' in rows
+    assert '| pkd_like - diffkd' not in rows and '| diffkd - diffkd' not in rows
+
+
 def test_shipped_records_give_the_paired_differences_the_docs_quote():
     out = _run_tool(osp.join(ROOT, 'docs', 'results', 'embedded_benchmark.json'))
     assert out.returncode == 0, out.stderr
