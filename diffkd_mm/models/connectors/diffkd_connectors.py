@@ -8,6 +8,7 @@ outputs. The noise predictor is trained on the teacher target by a
 :class:`~diffkd_mm.models.losses.DiffKDDiffusionLoss` entry that names both connectors; the
 distiller links them and runs each connector once per record and iteration.
 """
+import weakref
 from functools import partial
 from typing import List, Optional, Sequence, Tuple, Union
 
@@ -27,6 +28,10 @@ from ..diffkd.target import DiffKDTarget
 
 def _same_structure(outputs: List[torch.Tensor], feature: Features) -> Features:
     return outputs[0] if isinstance(feature, torch.Tensor) else tuple(outputs)
+
+
+def _tensors(feature: Features) -> Tuple[torch.Tensor, ...]:
+    return (feature, ) if isinstance(feature, torch.Tensor) else tuple(feature)
 
 
 class _LinkedConnector(BaseConnector):
@@ -174,6 +179,9 @@ class DiffKDTeacherConnector(_LinkedConnector):
         self.latent_channels = [target.latent_channels for target in self.targets]
         # Weights saved when the connector held its autoencoders directly.
         register_legacy_keys(self, ((r'^autoencoders\.(\d+)\.', r'targets.\1.autoencoder.'), ))
+        # The AE loss of the last training encoding, and (weakly) the tensors it encoded: see
+        # reconstruction_loss.
+        self._last_encoding: Optional[Tuple[tuple, torch.Tensor]] = None
 
     @property
     def has_autoencoder(self) -> bool:
@@ -202,11 +210,26 @@ class DiffKDTeacherConnector(_LinkedConnector):
 
     def forward_train(self, feature: Features) -> Features:
         """The detached target(s) of the teacher feature(s): see :meth:`encode`."""
-        return self.encode(feature)[0]
+        target, loss_ae = self.encode(feature)
+        if loss_ae is not None:
+            self._last_encoding = (tuple(map(weakref.ref, _tensors(feature))), loss_ae)
+        return target
 
     def reconstruction_loss(self, feature: Features) -> Optional[torch.Tensor]:
         """The AE's reconstruction loss on the teacher feature(s), summed over levels, ().
 
+        The loss of the encoding :meth:`forward_train` made of these very tensors (the teacher
+        record, in an iteration) is taken, once, rather than computed again: the AE then runs,
+        and its BatchNorm statistics move, once per iteration. Another feature is encoded anew.
+
         Returns None without AE.
         """
-        return self.encode(feature)[1] if self.has_autoencoder else None
+        if not self.has_autoencoder:
+            return None
+        last, self._last_encoding = self._last_encoding, None
+        if last is not None:
+            refs, loss_ae = last
+            tensors = _tensors(feature)
+            if len(refs) == len(tensors) and all(r() is t for r, t in zip(refs, tensors)):
+                return loss_ae
+        return self.encode(feature)[1]

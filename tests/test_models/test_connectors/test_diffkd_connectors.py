@@ -60,8 +60,8 @@ def count_calls(module, calls, key):
 def test_denoising_runs_once_per_iteration_for_two_matching_losses():
     """PKD and CWD both read the denoised student and the teacher target: the DDIM loop (5
     predictor calls), the diffusion loss (1 call) and the adapter run once; the AE encodes the
-    target once for both, and once more for its reconstruction loss (from the teacher record,
-    in the diffusion entry)."""
+    teacher record once, for both targets and for its reconstruction loss (in the diffusion
+    entry), so its BatchNorm statistics take one step per iteration."""
     hub = MessageHub.get_instance('test_connectors_once')
     algo = build(
         connector_cfg(
@@ -76,11 +76,18 @@ def test_denoising_runs_once_per_iteration_for_two_matching_losses():
     count_calls(teacher.targets[0].autoencoder.encoder, calls, 'ae')
     before = copy.deepcopy(algo.distiller.connectors.state_dict())
     wrapper = OptimWrapper(torch.optim.SGD(algo.parameters(), lr=0.1))
+    bn = teacher.targets[0].autoencoder.encoder[1]
     for iteration in range(2):
         calls.clear()
+        latents = []
+        handle = bn.register_forward_hook(lambda m, inputs, out: latents.append(inputs[0]))
+        running = bn.running_mean.clone()
         log_vars = algo.train_step(toy_batch(seed=iteration), wrapper)
+        handle.remove()
         assert calls.count('predictor') == 6 and calls.count('adapter') == 1, calls
-        assert calls.count('ae') == 2, calls
+        assert calls.count('ae') == 1, calls
+        batch_mean = latents[0].detach().mean(dim=(0, 2, 3))
+        torch.testing.assert_close(bn.running_mean, 0.9 * running + 0.1 * batch_mean)
     assert {'distill.loss_pkd', 'distill.loss_cwd', 'distill.loss_diffkd'} <= set(log_vars)
     assert all(torch.isfinite(torch.as_tensor(v)) for v in log_vars.values())
     assert {
