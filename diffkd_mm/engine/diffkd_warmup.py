@@ -138,6 +138,11 @@ class DiffKDWarmupHook(Hook):
         if isinstance(log_interval, bool) or not isinstance(log_interval, int) or log_interval < 1:
             raise ValueError(
                 f'DiffKDWarmupHook: log_interval must be a positive int, got {log_interval!r}.')
+        if not isinstance(cache, bool):
+            raise ValueError(f'DiffKDWarmupHook: cache must be True or False, got {cache!r}.')
+        if cache_dir is not None and not isinstance(cache_dir, str):
+            raise ValueError(
+                f'DiffKDWarmupHook: cache_dir must be a folder path or None, got {cache_dir!r}.')
         self.iters = iters
         self.optimizer = dict(optimizer)
         self.cache = cache

@@ -17,6 +17,7 @@ from torch import nn
 
 from mmrazor.models.architectures.connectors.base_connector import BaseConnector
 from mmrazor.registry import MODELS
+from ..diffkd.checks import check_flag
 from ..diffkd.denoiser import DiffKDDenoiser
 from ..diffkd.legacy_keys import register_legacy_keys
 from ..diffkd.levels import (Features, build_per_level, check_num_levels, from_maps, level_maps,
@@ -95,7 +96,7 @@ class DiffKDStudentConnector(_LinkedConnector):
         self.num_levels = check_num_levels(num_levels, owner)
         self.student_channels = per_level(student_channels, num_levels, owner, 'student_channels')
         self.latent_channels = per_level(latent_channels, num_levels, owner, 'latent_channels')
-        self.share_branch = share_branch
+        self.share_branch = check_flag(share_branch, 'share_branch', owner)
         self.branches = build_per_level(owner, share_branch,
                                         partial(DiffKDDenoiser, **denoiser_settings),
                                         self.student_channels, self.latent_channels)

@@ -36,6 +36,8 @@ from typing import Optional
 import torch
 from torch import nn
 
+from .checks import is_positive_int
+
 
 class DDIMScheduler(nn.Module):
     """Linear-beta DDPM noise schedule with a fixed deterministic DDIM sampling sequence.
@@ -65,12 +67,12 @@ class DDIMScheduler(nn.Module):
                  inference_steps: int = 5,
                  schedule_steps: Optional[int] = None) -> None:
         super().__init__()
-        if not isinstance(num_train_timesteps, int) or num_train_timesteps < 2:
+        if not is_positive_int(num_train_timesteps) or num_train_timesteps < 2:
             raise ValueError('DDIMScheduler: num_train_timesteps must be an int >= 2, '
                              f'got {num_train_timesteps!r}.')
         if schedule_steps is None:
-            schedule_steps = 2 * inference_steps if isinstance(inference_steps, int) else None
-        if (not isinstance(inference_steps, int) or not isinstance(schedule_steps, int)
+            schedule_steps = 2 * inference_steps if is_positive_int(inference_steps) else None
+        if (not is_positive_int(inference_steps) or not is_positive_int(schedule_steps)
                 or not 1 <= inference_steps <= schedule_steps <= num_train_timesteps):
             raise ValueError(
                 'DDIMScheduler: need 1 <= inference_steps <= schedule_steps <= '

@@ -8,6 +8,7 @@ from torch.func import functional_call
 from torch.utils.checkpoint import checkpoint
 
 from .batch_norm import BatchNorm2d
+from .checks import check_flag, check_positive_int
 from .ddim_scheduler import DDIMScheduler
 from .noise_adapter import NoiseAdapter
 from .noise_predictor import NoisePredictor, check_kernel_size
@@ -124,10 +125,10 @@ class DiffKDDenoiser(nn.Module):
         super().__init__()
         owner = type(self).__name__
         check_kernel_size(kernel_size, owner)
-        for name, value in (('student_channels', student_channels), ('latent_channels',
-                                                                     latent_channels)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f'{owner}: {name} must be a positive int, got {value!r}.')
+        check_positive_int(student_channels, 'student_channels', owner)
+        check_positive_int(latent_channels, 'latent_channels', owner)
+        check_flag(output_norm, 'output_norm', owner)
+        check_flag(with_cp, 'with_cp', owner)
         if kernel_size == 3 and latent_channels < 8:
             raise ValueError(
                 f'{owner}: the latent has {latent_channels} channels (ae_channels, else '

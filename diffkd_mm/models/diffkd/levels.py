@@ -10,6 +10,8 @@ from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
+from .checks import check_positive_int, is_positive_int
+
 Features = Union[torch.Tensor, Sequence[torch.Tensor]]
 
 
@@ -19,17 +21,18 @@ def per_level(value: Union[int, Sequence[int]], num_levels: int, owner: str, key
     Raises:
         ValueError: naming ``owner``'s config ``key`` when the count or a value is wrong.
     """
-    values = [value] * num_levels if isinstance(value, int) else list(value)
-    if len(values) != num_levels or not all(isinstance(v, int) and v > 0 for v in values):
+    if isinstance(value, (list, tuple)):
+        values = list(value)
+    else:
+        values = [value] * num_levels
+    if len(values) != num_levels or not all(map(is_positive_int, values)):
         raise ValueError(f'{owner}: {key} must be a positive int or {num_levels} positive ints '
                          f'(num_levels={num_levels}), got {value!r}.')
     return values
 
 
 def check_num_levels(num_levels, owner: str) -> int:
-    if not isinstance(num_levels, int) or num_levels < 1:
-        raise ValueError(f'{owner}: num_levels must be a positive int, got {num_levels!r}.')
-    return num_levels
+    return check_positive_int(num_levels, 'num_levels', owner)
 
 
 def as_levels(feats: Features, num_levels: int, owner: str, arg: str) -> Tuple[torch.Tensor, ...]:

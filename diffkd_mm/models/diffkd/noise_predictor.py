@@ -11,7 +11,7 @@ KERNEL_SIZES = (1, 3)
 
 
 def check_kernel_size(kernel_size, owner: str) -> None:
-    if kernel_size not in KERNEL_SIZES:
+    if isinstance(kernel_size, bool) or kernel_size not in KERNEL_SIZES:
         raise ValueError(f'{owner}: kernel_size must be 1 (logits, 1x1 features) or 3 '
                          f'(spatial features), got {kernel_size!r}.')
 

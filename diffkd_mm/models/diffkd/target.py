@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .autoencoder import LinearAutoEncoder
+from .checks import check_positive_int
 
 #: ``'auto'`` standardises maps and keeps vectors (logits) on their scale; ``'channel'`` always
 #: standardises each channel; ``None`` keeps the teacher's scale (official).
@@ -80,9 +81,9 @@ class DiffKDTarget(nn.Module):
         super().__init__()
         owner = type(self).__name__
         self.target_norm = check_target_norm(target_norm, owner)
-        for name, value in (('teacher_channels', teacher_channels), ('ae_channels', ae_channels)):
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise ValueError(f'{owner}: {name} must be a positive int, got {value!r}.')
+        check_positive_int(teacher_channels, 'teacher_channels', owner)
+        if ae_channels is not None:
+            check_positive_int(ae_channels, 'ae_channels', owner)
         self.teacher_channels = teacher_channels
         self.autoencoder = None if ae_channels is None else LinearAutoEncoder(
             teacher_channels, ae_channels)

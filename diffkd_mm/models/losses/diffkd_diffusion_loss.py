@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from mmrazor.registry import MODELS
+from ..diffkd.checks import check_weight
 from ..diffkd.levels import Features, as_levels, to_maps
 from .multi_term import MultiTermLoss, weighted_terms
 
@@ -52,8 +53,8 @@ class DiffKDDiffusionLoss(MultiTermLoss):
                                  f'in the distiller\'s connectors, got {value!r}.')
         self.student_connector = student_connector
         self.teacher_connector = teacher_connector
-        self.loss_weight = loss_weight
-        self.ae_loss_weight = ae_loss_weight
+        self.loss_weight = check_weight(loss_weight, 'loss_weight', 'DiffKDDiffusionLoss')
+        self.ae_loss_weight = check_weight(ae_loss_weight, 'ae_loss_weight', 'DiffKDDiffusionLoss')
         # The linked connectors, in a tuple so that nn.Module does not register them twice
         # (they belong to the distiller's connectors).
         self._links = None

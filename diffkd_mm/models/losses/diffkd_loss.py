@@ -8,6 +8,7 @@ from torch import nn
 
 from mmrazor.registry import MODELS
 from ..diffkd.branch import DiffKDBranch, DiffKDOutput
+from ..diffkd.checks import check_flag, check_weight
 from ..diffkd.levels import (Features, build_per_level, check_num_levels, from_maps, level_maps,
                              per_level)
 from ..diffkd.settings import check_settings
@@ -137,7 +138,7 @@ class DiffKDLoss(MultiTermLoss):
         self.denoised_pull = denoised_pull
         self.pull_tau = pull_tau
         self.resize_student = resize_student
-        self.share_branch = share_branch
+        self.share_branch = check_flag(share_branch, 'share_branch', 'DiffKDLoss')
         self.branches = build_per_level('DiffKDLoss', share_branch,
                                         partial(DiffKDBranch, **settings), self.student_channels,
                                         self.teacher_channels)
@@ -277,14 +278,6 @@ class DiffKDLoss(MultiTermLoss):
             denoised_pull=self.denoised_pull_weight)
         # Every level has the same batch: the mean of all gates is the mean of the level means.
         return self.reduce_terms(terms, weights, dict(gate=torch.cat(gates).mean()))
-
-
-def check_weight(value, key: str, owner: str) -> float:
-    """Return ``value`` if it is a finite number >= 0, else raise naming ``key``."""
-    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0
-            or value == float('inf')):
-        raise ValueError(f'{owner}: {key} must be a finite number >= 0, got {value!r}.')
-    return value
 
 
 def build_match_loss(cfg: Optional[dict], kd_loss: str, tau: float, owner: str):
