@@ -28,9 +28,18 @@ def test_stack_imports_after_diffkd_mm():
 
 
 def test_compat_is_idempotent():
+    """Applied again, nothing is re-imported or wrapped twice."""
+    import sys
+
+    from mmrazor.models.distillers import ConfigurableDistiller
     before = compat.QUANTIZATION_IMPORT_ERROR
-    compat.apply()
+    structures = sys.modules['mmrazor.structures']
+    build = ConfigurableDistiller.build_distill_losses
+    assert compat.apply() is (before is not None)
+    compat.name_distill_losses()
     assert compat.QUANTIZATION_IMPORT_ERROR is before
+    assert sys.modules['mmrazor.structures'] is structures
+    assert ConfigurableDistiller.build_distill_losses is build
 
 
 def test_mmcv_compiled_ops_run():

@@ -20,9 +20,17 @@ def test_bad_settings_are_named(kwargs, message):
         DemoSettings(**kwargs)
 
 
-def test_good_settings_pass():
-    settings = DemoSettings(seeds=(0, 1), jobs=2)
-    assert settings.jobs == 2 and settings.schedules['det'].teacher_iters > 0
+def test_good_settings_pass_unchanged_and_the_rest_take_the_documented_defaults():
+    settings = DemoSettings(seeds=[3, 1], jobs=2, parallel='run', loss_weight=0.5)
+    assert (settings.seeds, settings.jobs, settings.parallel, settings.loss_weight) == \
+        ((3, 1), 2, 'run', 0.5)
+    assert settings.tasks == ('det', 'seg')
+    assert settings.methods == ('student', 'fitnet', 'pkd', 'diffkd')
+    assert settings.log_interval == 20
+    # The main job's schedule, as README and docs/demo.md give it.
+    assert [(s.teacher_iters, s.student_iters, s.num_val)
+            for s in (settings.schedules['det'], settings.schedules['seg'])] == \
+        [(500, 200, 100), (800, 300, 100)]
 
 
 def test_the_converged_schedule_trains_students_as_long_as_teachers_on_300_images():

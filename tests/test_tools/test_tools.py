@@ -1,6 +1,7 @@
 """The tools: student export, denoising pictures, test.py through mim, Slurm scripts, --help."""
 import os
 import os.path as osp
+import re
 import subprocess
 import sys
 
@@ -125,22 +126,34 @@ def test_slurm_scripts_call_srun_with_our_tools(tmp_path, script, args):
 
 @pytest.mark.slow
 @pytest.mark.parametrize('tool,flags', [
-    ('train.py',
-     ['--work-dir', '--resume', '--amp', '--auto-scale-lr', '--cfg-options', '--launcher']),
-    ('test.py', ['--work-dir', '--cfg-options', '--launcher']),
+    ('train.py', [
+        '--work-dir', '--resume', '--amp', '--allow-overwrite', '--auto-scale-lr', '--cfg-options',
+        '--launcher', '--local_rank'
+    ]),
+    ('test.py', ['--work-dir', '--cfg-options', '--launcher', '--local_rank']),
     ('run_demo.py', [
         '--work-dir', '--task', '--seeds', '--methods', '--loss-weight', '--teacher-iters',
         '--student-iters', '--quick', '--schedule', '--jobs', '--parallel', '--resume', '--verbose'
     ]),
     ('analysis_tools/paired_results.py', ['--plot', '--select', '--reference', '--finalists']),
     ('model_converters/convert_kd_ckpt_to_student.py', ['--force']),
-    ('analysis_tools/visualize_denoising.py', ['--out-dir', '--num-images', '--loss-name']),
+    ('analysis_tools/visualize_denoising.py',
+     ['--out-dir', '--num-images', '--loss-name', '--cfg-options']),
 ])
 def test_help_describes_every_flag(tool, flags):
+    """Every option the parser has is one of the documented flags, and each has a description
+    (on its line of ``--help``, or on the next line when the option's name is long)."""
     res = run([sys.executable, osp.join(ROOT, 'tools', tool), '--help'])
     assert res.returncode == 0, res.stderr
-    for flag in flags:
-        line = next(ln for ln in res.stdout.splitlines() if ln.strip().startswith(flag))
-        described = line.split(flag, 1)[1].strip()
-        # the description is on the flag's line or the next one
-        assert described or res.stdout.split(line, 1)[1].strip(), flag
+    options = res.stdout.split('options:', 1)[1].splitlines()
+    col = next(line for line in options if '--help' in line).index('show this help')
+    found = {}
+    for i, line in enumerate(options):
+        match = re.match(r'\s{2}(--[\w-]+)(.*)', line)  # an option's own line
+        if match and match[1] != '--help':
+            # argparse starts every description at one column: on this line, or on the next.
+            nxt = options[i + 1] if i + 1 < len(options) else ''
+            found[match[1]] = bool((line[col - 2:col] == '  ' and line[col:].strip())
+                                   or (nxt.startswith(' ' * col) and nxt.strip()))
+    assert sorted(found) == sorted(flags), 'documented flags differ from the parser\'s'
+    assert all(found.values()), [flag for flag, ok in found.items() if not ok]
