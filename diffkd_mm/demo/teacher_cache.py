@@ -1,4 +1,4 @@
-"""The main job's teacher cache: weights and what defines them in one file, healed on reuse.
+"""The main job's teachers: trained once per task and seed, and cached with what defines them.
 
 A cached teacher is one checkpoint, ``dict(state_dict=..., meta=dict(demo_teacher=...))``: the
 weights and the record of what produced them (the cache key and the settings it was computed
@@ -7,15 +7,23 @@ main job's own: a file that cannot be read, or whose stored key or settings are 
 run asks for, is set aside (renamed next to it, never deleted) with a one-line warning, and the
 teacher is trained again. A user never has to find and delete a cache file by hand.
 """
+import hashlib
+import json
 import logging
 import os.path as osp
-from typing import Optional
+from typing import Optional, Tuple
 
+from mmengine.config import Config
 from mmengine.logging import print_log
+from mmengine.runner import Runner
 
 from .. import fileio
 from ..engine.checkpoint import CheckpointError, load_checkpoint_file, save_checkpoint_atomic
 from ..fileio import remove_stale_temporaries
+from .configs import build_cfg, config_path, demo_cache_dir
+from .console import Console
+from .settings import TASK_METRICS, DemoSettings, Schedule
+from .training import metric_value, train_run
 
 #: Key of the teacher's record in the checkpoint's ``meta``.
 META_KEY = 'demo_teacher'
@@ -99,3 +107,61 @@ def store_teacher(checkpoint_file: str, path: str, record: dict) -> None:
     # what a run killed while storing this teacher left behind (tens of MB each)
     remove_stale_temporaries(path)
     save_checkpoint_atomic(dict(state_dict=state_dict, meta={META_KEY: dict(record)}), path)
+
+
+def teacher_record(cfg: Config, sched: Schedule, task: str, seed: int, data_dir: str) -> dict:
+    """What defines a teacher (JSON types): its cache key and the settings it is computed from."""
+    text = json.dumps(
+        dict(
+            model=cfg.model.to_dict(),
+            iters=sched.teacher_iters,
+            seed=seed,
+            data=osp.basename(data_dir),
+            optim=cfg.optim_wrapper.to_dict()),
+        sort_keys=True,
+        default=str)
+    key = hashlib.sha1(text.encode()).hexdigest()[:12]
+    return dict(key=key, task=task, definition=json.loads(text))
+
+
+def teacher_run(settings: DemoSettings, task: str, seed: int, data_dir: str,
+                work_dir: str) -> Tuple[Config, dict, str]:
+    """What the main job needs to train or reuse the teacher of ``task`` and ``seed``.
+
+    Returns:
+        tuple: The teacher's config (working in ``work_dir``), its record (cache key and the
+        settings it is computed from) and the path of its file in the teacher cache.
+    """
+    sched = settings.schedules[task]
+    cfg = build_cfg(
+        config_path(settings.config_dir, task, 'teacher'), data_dir, work_dir, sched.teacher_iters,
+        seed, settings.log_interval)
+    record = teacher_record(cfg, sched, task, seed, data_dir)
+    cached = osp.join(demo_cache_dir(settings), f'{task}_teacher_{record["key"]}.pth')
+    return cfg, record, cached
+
+
+def train_or_reuse_teacher(cfg: Config, record: dict, cached: str, task: str, title: str,
+                           console: Console) -> dict:
+    """Train the teacher of ``cfg``, or evaluate its cached weights ``cached``.
+
+    A cached file that cannot be read or does not match ``record`` is set aside and the teacher
+    retrained (:mod:`.teacher_cache`).
+    """
+    if reuse_teacher(cached, record):
+        cfg.load_from = cached
+        try:
+            with console.quiet(osp.join(cfg.work_dir, 'console.log'), title):
+                metrics = Runner.from_cfg(cfg).val()
+        except CheckpointError as err:  # readable, but not weights of this model
+            set_aside(cached, f'does not fit the teacher model ({str(err).splitlines()[0]})')
+        else:
+            value = metric_value(metrics, task)
+            console.say(f'[demo] {title}: reusing {cached}: {TASK_METRICS[task][0]} {value:.2f}')
+            return dict(value=value, s_per_iter=None, curves={}, cached=True)
+    iters = cfg.train_cfg.max_iters
+    console.say(f'[demo] {title}: training {iters} iterations')
+    cfg.load_from = None
+    result = train_run(cfg, task, console, title)
+    store_teacher(osp.join(cfg.work_dir, f'iter_{iters}.pth'), cached, record)
+    return dict(result, cached=False)

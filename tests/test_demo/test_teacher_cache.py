@@ -107,7 +107,7 @@ def test_main_job_retrains_a_cut_teacher_and_reuses_the_new_one(tmp_path, warnin
     from diffkd_mm.datasets import ensure_dataset
     from diffkd_mm.demo import QUICK_SCHEDULES, DemoSettings, check_configs
     from diffkd_mm.demo.console import Console
-    from diffkd_mm.demo.runner import _teacher, teacher_run
+    from diffkd_mm.demo.teacher_cache import teacher_run, train_or_reuse_teacher
     from diffkd_mm.engine import CheckpointGuard
     settings = DemoSettings(
         tasks=('seg', ), schedules=QUICK_SCHEDULES, cache_dir=str(tmp_path / 'cache'))
@@ -118,7 +118,8 @@ def test_main_job_retrains_a_cut_teacher_and_reuses_the_new_one(tmp_path, warnin
 
     def teacher(run):
         cfg, record, cached = teacher_run(settings, 'seg', 0, data, str(tmp_path / run))
-        return _teacher(cfg, record, cached, 'seg', f'seg seed 0 teacher ({run})', console), cached
+        return train_or_reuse_teacher(cfg, record, cached, 'seg', f'seg seed 0 teacher ({run})',
+                                      console), cached
 
     # The Runners set mmengine's default scope for the process: restore it for later tests.
     with DefaultScope.overwrite_default_scope('mmseg'), CheckpointGuard(), Console() as console:

@@ -22,8 +22,8 @@ from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 
 from diffkd_mm.datasets import ensure_dataset
+from diffkd_mm.demo.configs import build_cfg, config_path, default_config_dir, set_loss_weights
 from diffkd_mm.demo.console import Console
-from diffkd_mm.demo.runner import build_cfg, config_path, default_config_dir, set_loss_weights
 from diffkd_mm.demo.settings import SCHEDULES, TASK_METRICS, TASKS
 from diffkd_mm.engine import CheckpointError, load_checkpoint_file, save_checkpoint_atomic
 from diffkd_mm.fileio import atomic_write_text, save_figure
