@@ -3,122 +3,19 @@ import json
 import os
 import os.path as osp
 import statistics
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional
 
-from ..fileio import atomic_copy, atomic_write_text, save_figure
+from ..fileio import atomic_copy, atomic_write_text
 from .diagnostics_report import diagnostics_figure, diagnostics_table
-from .paired import paired_differences, paired_table, task_values
-from .settings import SCHEDULE_KEYS, DemoSettings, method_title
+from .figures import paired_figure, plot_curves
+from .paired import paired_table
+from .settings import CONVERGED_SCHEDULES, SCHEDULE_KEYS, DemoSettings, method_title
 
-#: Curves averaged over this many iterations before plotting (the raw ones are noisy).
-_SMOOTH = 10
-
-
-def _smooth(values: Sequence[float], window: int = _SMOOTH) -> List[float]:
-    out, acc = [], 0.0
-    for i, v in enumerate(values):
-        acc += v
-        if i >= window:
-            acc -= values[i - window]
-        out.append(acc / min(i + 1, window))
-    return out
-
-
-def _save_and_close(fig, path: str) -> None:
-    """Lay out ``fig``, write it to ``path`` and free it, even when writing fails."""
-    import matplotlib.pyplot as plt
-    fig.tight_layout()
-    try:
-        save_figure(fig, path)
-    finally:
-        plt.close(fig)
-
-
-def _plot(series: Dict[str, Sequence[float]],
-          path: str,
-          title: str,
-          ylabel: str,
-          logy: bool = False) -> bool:
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    series = {k: v for k, v in series.items() if v}
-    if not series:
-        return False
-    fig, ax = plt.subplots(figsize=(7, 3.8))
-    for label, values in series.items():
-        ax.plot(range(1, len(values) + 1), _smooth(values), label=label, linewidth=1)
-    ax.set_xlabel('iteration')
-    ax.set_ylabel(ylabel)
-    if logy:
-        ax.set_yscale('log')
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
-    _save_and_close(fig, path)
-    return True
-
-
-def _short_title(method: str) -> str:
-    """``'Student + DiffKD'`` -> ``'DiffKD'``, ``'Student (no KD)'`` -> ``'no KD'``."""
-    title = method_title(method)
-    return 'no KD' if method == 'student' else title.replace('Student + ', '')
-
-
-def paired_figure(records: Sequence[dict], tasks: Sequence[str], path: str) -> bool:
-    """Picture of the paired table: one panel per task, one row per comparison, each seed's
-    difference as a dot and the mean with its 95% interval as a bar (green: above zero, red:
-    below, grey: not significant).
-
-    Args:
-        records (Sequence[dict]): Records with ``task``, ``seed``, ``method``, ``value``.
-        tasks (Sequence[str]): The tasks drawn, one panel each.
-        path (str): The picture written.
-
-    Returns:
-        bool: False, and nothing written, when no task has a pair with 2 seeds or more.
-    """
-    panels = []
-    for task in tasks:
-        diffs = paired_differences(task_values(records, task))
-        if diffs:
-            metric = next(r['metric'] for r in records if r['task'] == task)
-            panels.append((task, metric, diffs))
-    if not panels:
-        return False
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    rows = sum(len(diffs) for _, _, diffs in panels)
-    fig, axes = plt.subplots(
-        len(panels), 1, figsize=(7, 1.2 + 0.42 * rows + 0.6 * len(panels)), squeeze=False)
-    for ax, (task, metric, diffs) in zip(axes[:, 0], panels):
-        for i, d in enumerate(diffs):
-            # The seeds' dots spread a little vertically so that equal differences stay visible.
-            offsets = [0.25 * (k / max(d.n - 1, 1) - 0.5) for k in range(d.n)]
-            ax.scatter(d.per_seed, [i + o for o in offsets], s=10, color='0.45', zorder=2)
-            color = 'tab:green' if d.low > 0 else 'tab:red' if d.high < 0 else '0.2'
-            ax.errorbar(
-                d.mean,
-                i,
-                xerr=[[d.mean - d.low], [d.high - d.mean]],
-                fmt='D',
-                color=color,
-                capsize=3,
-                zorder=3)
-        ax.axvline(0, color='0.6', linewidth=0.8)
-        ax.set_yticks(range(len(diffs)))
-        ax.set_yticklabels(
-            [f'{_short_title(d.method)} - {_short_title(d.baseline)}' for d in diffs], fontsize=8)
-        ax.invert_yaxis()
-        ax.set_xlabel(
-            f'{metric} difference, paired by seed (dots: seeds; bar: mean, 95% '
-            'interval)',
-            fontsize=8)
-        ax.set_title(f'{task}: {diffs[0].n} seeds', fontsize=10)
-        ax.grid(axis='x', alpha=0.3)
-    _save_and_close(fig, path)
-    return True
+#: The benchmark at convergence shipped with the repository: 5 seeds per task, paired.
+CONVERGED_RECORDS = osp.join(
+    osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'docs', 'results',
+    'converged_benchmark.json')
+CONVERGED_PAGE = 'docs/results/2026-12-04_converged_benchmark_5seeds.md'
 
 
 def distill_term(curves: Dict[str, list], method: str) -> Optional[List[float]]:
@@ -217,6 +114,8 @@ def write_report(run_dir: str,
         ]
         paired = paired_table(records, task, method_title)
         lines += paired + [''] if paired else []
+        if sched != CONVERGED_SCHEDULES[task]:
+            lines += converged_reference(task)
         name = f'{task}_paired.png'
         if paired_figure(records, [task], osp.join(out, name)):
             lines += [f'![paired differences]({name})', '']
@@ -243,6 +142,28 @@ def write_report(run_dir: str,
     return dict(report=path, results=results)
 
 
+def converged_reference(task: str, path: str = CONVERGED_RECORDS) -> List[str]:
+    """What a run on a shorter schedule measures, and the shipped benchmark at convergence's
+    paired table of ``task`` beside it (when the checkout has its records)."""
+    lines = [
+        '**What this schedule measures.** The students train far from convergence here: the '
+        'table ranks how fast each method starts to help, not where it ends. The benchmark at '
+        'convergence (`--schedule converged`, teachers and students 2000 iterations, 5 seeds, '
+        f'{CONVERGED_PAGE}) is what compares the methods.', ''
+    ]
+    try:
+        with open(path) as f:
+            shipped = json.load(f)
+        table = paired_table(shipped, task, method_title)
+    except (OSError, ValueError, KeyError):
+        return lines  # an installed package without the repository's docs
+    if table:
+        lines += [
+            f'At convergence ({task}, the shipped records {osp.basename(path)}):', '', *table, ''
+        ]
+    return lines
+
+
 def _pictures(out: str, task: str, runs: Dict[str, dict]) -> List[str]:
     """Curves and feature maps of the first seed's runs of a task, as markdown lines."""
     lines = []
@@ -256,14 +177,14 @@ def _pictures(out: str, task: str, runs: Dict[str, dict]) -> List[str]:
         }
         terms.update({k: v for k, v in curves.items() if k.startswith('student.loss')})
         name = f'{task}_diffkd_losses.png'
-        if _plot(
+        if plot_curves(
                 terms, osp.join(out, name), f'{task}: DiffKD run, each loss term', 'loss',
                 logy=True):
             lines += ['### DiffKD loss terms', '', f'![DiffKD loss terms]({name})', '']
         gates = {k: v for k, v in curves.items() if k.endswith('_gate')}
         name = f'{task}_diffkd_gate.png'
-        if _plot(gates, osp.join(out, name),
-                 f'{task}: noise-adapter weight g of the student feature', 'g'):
+        if plot_curves(gates, osp.join(out, name),
+                       f'{task}: noise-adapter weight g of the student feature', 'g'):
             lines += ['### Noise-adapter weight g', '', f'![gate]({name})', '']
         if diffkd.get('picture'):
             name = f'{task}_diffkd_features.png'
@@ -278,7 +199,7 @@ def _pictures(out: str, task: str, runs: Dict[str, dict]) -> List[str]:
         if term and term[0] > 0:
             relative[method_title(method)] = [v / term[0] for v in term]
     name = f'{task}_distill_terms.png'
-    if _plot(
+    if plot_curves(
             relative,
             osp.join(out, name),
             f'{task}: each method\'s matching term, relative to its first iteration',

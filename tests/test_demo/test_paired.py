@@ -186,7 +186,7 @@ def test_shipped_converged_records_are_one_schedule_and_one_run_per_seed():
 
 
 def test_figure_draws_the_pairs_and_nothing_without_them(tmp_path):
-    from diffkd_mm.demo.report import paired_figure
+    from diffkd_mm.demo.figures import paired_figure
     records = _records('det', dict(student={0: 10.0, 1: 11.0}, diffkd={0: 12.0, 1: 12.5}))
     path = tmp_path / 'paired.png'
     assert paired_figure(records, ['det'], str(path)) is True
@@ -240,3 +240,14 @@ def test_shipped_converged_records_give_the_tables_the_docs_quote():
     assert len(quoted) == 11 + 15  # 5 + 6 seed rows, 6 + 9 paired rows
     for line in quoted:
         assert line in out.stdout, line
+
+
+def test_a_short_run_report_says_what_it_measures_and_shows_the_converged_benchmark(tmp_path):
+    from diffkd_mm.demo.report import converged_reference
+    lines = converged_reference('seg')
+    text = '\n'.join(lines)
+    assert text.startswith('**What this schedule measures.**')
+    assert '| Student + DiffKD - Student + FitNet | 5 | -2.47 | [-4.54, -0.39] | yes, below |' \
+        in lines
+    only_words = converged_reference('seg', str(tmp_path / 'absent.json'))
+    assert only_words == lines[:2]

@@ -17,8 +17,9 @@ import os
 import sys
 
 from diffkd_mm.demo.diagnostics_report import diagnostics_table
+from diffkd_mm.demo.figures import paired_figure
 from diffkd_mm.demo.paired import paired_table
-from diffkd_mm.demo.report import paired_figure, task_table
+from diffkd_mm.demo.report import task_table
 from diffkd_mm.demo.selection import select_finalists, selection_lines
 from diffkd_mm.demo.settings import method_title
 
