@@ -6,7 +6,7 @@ configurations eagerly: ``mmrazor.structures.quantization.backend_config`` pulls
 ``reverse2``, ``reverse3`` and ``reverse_sequential_wrapper2`` from
 ``torch.ao.quantization.fuser_method_mappings`` and calls
 ``BackendPatternConfig._set_overwrite_output_fake_quantize``; torch 2.x removed
-all of them (open-mmlab/mmrazor#632). Because ``mmrazor.structures`` imports that
+all of them. Because ``mmrazor.structures`` imports that
 sub-package first, the failure takes ``mmrazor.models``, ``mmrazor.engine`` and
 ``register_all_modules`` down with it, although distillation never quantizes.
 mmrazor wraps those imports in ``try/except ImportError`` and swaps in
@@ -51,7 +51,7 @@ def _unavailable_message(what: str) -> str:
     return (f'{what} is unavailable: mmrazor 1.0.0\'s quantization backend configs do not '
             f'import on torch {_torch_version()} ({QUANTIZATION_IMPORT_ERROR!r}). diffkd_mm '
             'replaced them with a stand-in so that distillation works (diffkd_mm/compat.py). '
-            'Quantization with mmrazor needs torch<2.0 (see open-mmlab/mmrazor#632).')
+            'Quantization with mmrazor needs torch<2.0.')
 
 
 def _torch_version() -> str:

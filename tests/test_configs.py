@@ -131,7 +131,7 @@ def expected_diffkd_terms(distiller) -> set:
 def test_auto_scale_lr_matches_the_recipe_batch(path):
     """auto_scale_lr.base_batch_size must be the total batch the lr was set for (GPUs x images
     per GPU), and scaling stays off unless asked for (--auto-scale-lr): a run on other hardware
-    must not change the recipe silently (mmrazor issue #392)."""
+    must not change the recipe silently."""
     cfg = Config.fromfile(path)
     gpus = re.search(r'_(\d+)xb(\d+)', osp.basename(path))
     per_gpu = cfg.train_dataloader.batch_size

@@ -3,8 +3,8 @@
 # teacher's level, and matched with MSE. One loss entry for the whole FPN tuple, one DiffKD
 # branch per level; the class defaults otherwise: no AE, and the teacher standardised per
 # channel (target_norm='auto' -> 'channel'; det_diffkd_raw.py keeps the raw scale). KD weight 1:
-# the best of {0.3, 1, 3} at the converged schedule on the held-out seed 101 (29.20, 32.30,
-# 31.80 mAP; docs/results/2026-12-03_converged_det_settings_heldout.md).
+# the best of {0.3, 1, 3} at the converged schedule on the held-out seed 101
+# (docs/results/2026-12-03_converged_det_settings_heldout.md).
 # The teacher runs only backbone + neck (FpnTeacherDistill): all that FPN distillation needs.
 _base_ = ['./_base_/det_runtime.py', './_base_/det_models.py']
 

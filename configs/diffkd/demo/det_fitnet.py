@@ -1,8 +1,8 @@
 # Demo baseline feature KD (FitNet): on each of the 3 FPN levels (P3-P5), MSE between the
 # student's feature mapped by a learned 1x1 conv (16 -> 64 channels) and the teacher's (the same
 # locations as det_diffkd.py). Each level weighted 1: the best of {0.1, 0.3, 1} at the converged
-# schedule (--schedule converged) on the held-out seed 101 (32.10, 31.80, 32.30 mAP); every KD
-# method had three weights tried there (docs/results/2026-12-03_converged_det_settings_heldout.md).
+# schedule (--schedule converged) on the held-out seed 101; every KD method had three weights
+# tried there (docs/results/2026-12-03_converged_det_settings_heldout.md).
 # The teacher runs only backbone + neck (FpnTeacherDistill): all that FPN distillation needs.
 _base_ = ['./_base_/det_runtime.py', './_base_/det_models.py']
 

@@ -2,8 +2,8 @@
 # between the per-channel standardised student and teacher features, one loss entry per level as
 # in mmrazor's own PKD recipes. The student's levels (16 channels) are mapped to the teacher's
 # width (64) by a learned 1x1 conv, as in det_fitnet.py. Each level weighted 3: the best of
-# {0.3, 1, 3} at the converged schedule on the held-out seed 101 (32.00, 32.10, 34.60 mAP;
-# docs/results/2026-12-03_converged_det_settings_heldout.md).
+# {0.3, 1, 3} at the converged schedule on the held-out seed 101
+# (docs/results/2026-12-03_converged_det_settings_heldout.md).
 # The teacher runs only backbone + neck (FpnTeacherDistill): all that FPN distillation needs.
 _base_ = ['./_base_/det_runtime.py', './_base_/det_models.py']
 

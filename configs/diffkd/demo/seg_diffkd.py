@@ -3,8 +3,8 @@
 # teacher's level, and matched with MSE. One loss entry for the whole FPN tuple, one DiffKD
 # branch per level; the class defaults otherwise: no AE, and the teacher standardised per
 # channel (target_norm='auto' -> 'channel'; seg_diffkd_raw.py keeps the raw scale). KD weight 1:
-# the best of {0.3, 1, 3} at the converged schedule on the held-out seed 100 (55.46, 55.70,
-# 54.88 mIoU; docs/results/2026-12-02_converged_settings_heldout.md).
+# the best of {0.3, 1, 3} at the converged schedule on the held-out seed 100
+# (docs/results/2026-12-02_converged_settings_heldout.md).
 _base_ = ['./_base_/seg_runtime.py', './_base_/seg_models.py']
 
 teacher_ckpt = None  # set by tools/run_demo.py to the trained demo teacher

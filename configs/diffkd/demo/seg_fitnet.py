@@ -1,8 +1,8 @@
 # Demo baseline feature KD (FitNet): on each of the 4 FPN levels, MSE between the student's
 # feature mapped by a learned 1x1 conv (16 -> 64 channels) and the teacher's (the same locations
 # as seg_diffkd.py). Each level weighted 3: the best of {0.3, 1, 3} at the converged schedule
-# (--schedule converged) on the held-out seed 100 (56.64, 57.51, 57.88 mIoU); every KD method
-# had three weights tried there (docs/results/2026-12-02_converged_settings_heldout.md).
+# (--schedule converged) on the held-out seed 100; every KD method had three weights tried there
+# (docs/results/2026-12-02_converged_settings_heldout.md).
 _base_ = ['./_base_/seg_runtime.py', './_base_/seg_models.py']
 
 teacher_ckpt = None  # set by tools/run_demo.py to the trained demo teacher

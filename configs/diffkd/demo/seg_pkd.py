@@ -2,8 +2,8 @@
 # one entry per level. PKD standardises both features per channel and matches them with MSE;
 # the student's 16-channel levels are mapped to the teacher's 64 channels by a learned 1x1 conv
 # first (PKD itself needs equal channels). Each level weighted 3: the best of {0.3, 1, 3} at the
-# converged schedule on the held-out seed 100 (55.25, 55.97, 56.04 mIoU;
-# docs/results/2026-12-02_converged_settings_heldout.md).
+# converged schedule on the held-out seed 100
+# (docs/results/2026-12-02_converged_settings_heldout.md).
 _base_ = ['./_base_/seg_runtime.py', './_base_/seg_models.py']
 
 teacher_ckpt = None  # set by tools/run_demo.py to the trained demo teacher

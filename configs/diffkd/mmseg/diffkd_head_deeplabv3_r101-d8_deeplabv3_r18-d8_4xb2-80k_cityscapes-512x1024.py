@@ -1,5 +1,5 @@
 # DiffKD on the decode-head feature (ASPP bottleneck output: teacher 512, student 128 channels):
-# DeepLabV3 R101-d8 (80.2 mIoU) -> DeepLabV3 R18-d8 (76.7 mIoU), Cityscapes 512x1024, 80k
+# DeepLabV3 R101-d8 -> DeepLabV3 R18-d8, Cityscapes 512x1024, 80k
 # iterations, 4 GPUs x 2 images.
 _base_ = ['./diffkd_head_pspnet_r101-d8_pspnet_r18-d8_4xb2-80k_cityscapes-512x1024.py']
 

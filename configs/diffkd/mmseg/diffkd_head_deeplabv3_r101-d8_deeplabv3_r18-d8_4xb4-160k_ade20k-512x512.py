@@ -1,4 +1,4 @@
-# DiffKD on the decode-head feature: DeepLabV3 R101-d8 (45.0 mIoU) -> DeepLabV3 R18-d8, ADE20K
+# DiffKD on the decode-head feature: DeepLabV3 R101-d8 -> DeepLabV3 R18-d8, ADE20K
 # 512x512, 160k iterations, 4 GPUs x 4 images (total batch 16, SGD lr 0.01).
 # mmseg's zoo has no DeepLabV3 R18 for ADE20K: the student is mmseg's R50-d8 ADE20K recipe with
 # the R18-d8 backbone and head widths of its Cityscapes R18 config (ImageNet-pretrained

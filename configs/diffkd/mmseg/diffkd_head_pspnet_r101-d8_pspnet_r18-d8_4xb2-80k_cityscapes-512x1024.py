@@ -1,6 +1,6 @@
-# DiffKD on the decode-head feature: PSPNet R101-d8 (79.76 mIoU) -> PSPNet R18-d8 (74.87 mIoU),
+# DiffKD on the decode-head feature: PSPNet R101-d8 -> PSPNet R18-d8,
 # Cityscapes 512x1024 crops, 80k iterations, 4 GPUs x 2 images (total batch 8, SGD lr 0.01).
-# The pair and schedule of mmrazor's CWD anchor (75.54 mIoU).
+# The pair and schedule of mmrazor's CWD anchor (configs/diffkd/mmseg/README.md has the scores).
 #
 # Which feature: the output of `decode_head.bottleneck`, the last spatial feature before the
 # classifier (teacher 512 channels, student 128, both at stride 8). It is where the two
@@ -49,5 +49,6 @@ model = dict(
                 preds_T=dict(from_student=False, recorder='head')))))
 
 find_unused_parameters = False
-# 4 GPUs x 2 images. mmrazor issue #392: a 1-GPU run of this recipe without scaling lost 5.6 mIoU.
+# 4 GPUs x 2 images. On fewer GPUs, scale the lr with the batch (tools/train.py --auto-scale-lr):
+# at the full lr and an eighth of the batch, this recipe is known to lose several points.
 auto_scale_lr = dict(enable=False, base_batch_size=8)

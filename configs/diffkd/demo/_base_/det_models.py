@@ -3,12 +3,12 @@
 # cover them and P6/P7 would only add cost; the anchors are scaled to match (octave base 2, 3
 # scales per octave: 16-25 px at P3, 32-50 px at P4, 64-101 px at P5). The teacher has the
 # standard backbone widths (64..512) and a 64-channel FPN and head; the student an eighth of the
-# backbone widths (8..64) and a 16-channel FPN and head. Trained to convergence (2000
-# iterations) on the held-out seed 101, a quarter-width student came within 3.0 mAP of the
-# teacher (38.1 against 41.1), too close for distillation to show; the eighth-width one ends
-# 10.9 below it (30.2). From scratch, the backbone BN layers train (norm_eval=False) and the head
-# convs carry GroupNorm: without it the quarter-width student's classifier collapsed to
-# all-background (no detection at all after 400 iterations).
+# backbone widths (8..64) and a 16-channel FPN and head: at convergence a quarter-width student
+# came too close to the teacher for distillation to show, an eighth-width one leaves a gap of
+# more than 5 points (docs/results/2026-12-02_convergence_sizing.md). From scratch, the
+# backbone BN layers train (norm_eval=False) and the head convs carry GroupNorm: without it the
+# quarter-width student's classifier collapsed to all-background (no detection at all after 400
+# iterations).
 # Every type carries its scope (mmdet.) so that the same dicts build under mmrazor's scope too.
 norm_cfg = dict(type='BN', requires_grad=True)
 data_preprocessor = dict(

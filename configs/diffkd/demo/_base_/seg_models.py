@@ -1,11 +1,11 @@
 # The demo's segmentors: Semantic FPN (ResNetV1c-18 backbone, FPN neck, FPN head at stride 4),
 # which resolves small shapes on 128x128 images at a fraction of a dilated network's cost. The
 # teacher has the standard backbone widths (64..512) and a 64-channel FPN; the student an eighth
-# of the backbone widths (8..64) and a 16-channel FPN. Trained to convergence (2000 iterations),
-# a quarter-width student came within 3.4 mIoU of the teacher on the held-out seed 100 (58.8
-# against 62.2), too close for distillation to show; the eighth-width one ends 5.6 below it
-# (56.6). The cross-entropy weighs background
-# pixels (~90% of each image) at 0.3, so that the shapes are not drowned out in a short schedule.
+# of the backbone widths (8..64) and a 16-channel FPN: at convergence a quarter-width student
+# came too close to the teacher for distillation to show, an eighth-width one leaves a gap of
+# more than 5 points (docs/results/2026-12-02_convergence_sizing.md). The cross-entropy weighs
+# background pixels (~90% of each image) at 0.3, so that the shapes are not drowned out in a
+# short schedule.
 # Every type carries its scope (mmseg.) so that the same dicts build under mmrazor's scope too.
 norm_cfg = dict(type='BN', requires_grad=True)
 data_preprocessor = dict(
