@@ -1,5 +1,4 @@
 """DiffKD as an mmrazor distillation loss: one entry for one feature or a whole FPN tuple."""
-from functools import partial
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -78,7 +77,8 @@ class DiffKDLoss(MultiTermLoss):
         nonfinite (str): ``'raise'`` (default), ``'skip'`` or ``'ignore'``: see
             :class:`MultiTermLoss`.
         **settings: DiffKD's settings, declared by the side they configure:
-            the teacher side's ``ae_channels`` and ``target_norm`` (see
+            the teacher side's ``ae_channels`` (one for all levels or one per level) and
+            ``target_norm`` (see
             :class:`~diffkd_mm.models.diffkd.DiffKDTarget`), the student side's ``kernel_size``,
             ``inference_steps``, ``num_train_timesteps``, ``schedule_steps``, ``output_norm``,
             ``with_cp``, ``kd_trains_predictor``, ``kd_predictor_ema`` and ``start_noise`` (see
@@ -139,9 +139,14 @@ class DiffKDLoss(MultiTermLoss):
         self.pull_tau = pull_tau
         self.resize_student = resize_student
         self.share_branch = check_flag(share_branch, 'share_branch', 'DiffKDLoss')
-        self.branches = build_per_level('DiffKDLoss', share_branch,
-                                        partial(DiffKDBranch, **settings), self.student_channels,
-                                        self.teacher_channels)
+        # ae_channels, like the channels, is one value for all levels or one per level.
+        ae_channels = settings.pop('ae_channels', None)
+        ae_channels = [None] * num_levels if ae_channels is None else per_level(
+            ae_channels, num_levels, 'DiffKDLoss', 'ae_channels')
+        self.branches = build_per_level(
+            'DiffKDLoss', share_branch,
+            lambda s, t, ae: DiffKDBranch(s, t, ae_channels=ae, **settings), self.student_channels,
+            self.teacher_channels, ae_channels)
 
     def branch(self, level: int):
         """The :class:`DiffKDBranch` that serves feature level ``level``."""

@@ -362,3 +362,20 @@ def test_nonfinite_in_a_train_step_stops_before_the_optimizer_step():
     for key, value in algo.state_dict().items():
         if 'running_' not in key and 'num_batches' not in key:  # BN statistics move in forward
             assert torch.equal(value, before[key]), key
+
+
+def test_ae_channels_per_level_like_the_channels():
+    loss = DiffKDLoss([4, 8], [16, 32], num_levels=2, ae_channels=[8, 12])
+    assert [b.target.latent_channels for b in loss.branches] == [8, 12]
+    assert [b.denoiser.student_proj.out_channels for b in loss.branches] == [8, 12]
+    one = DiffKDLoss([4, 8], [16, 32], num_levels=2, ae_channels=8)
+    assert [b.target.latent_channels for b in one.branches] == [8, 8]
+    none = DiffKDLoss(4, 16, num_levels=2)
+    assert [b.target.autoencoder for b in none.branches] == [None, None]
+    with pytest.raises(ValueError, match='share_branch=True needs the same channels'):
+        DiffKDLoss(4, 16, num_levels=2, ae_channels=[8, 12], share_branch=True)
+    with pytest.raises(ValueError, match='ae_channels must be a positive int or 2 positive ints'):
+        DiffKDLoss(4, 16, num_levels=2, ae_channels=[8])
+    fs = [torch.randn(2, 4, 5, 5), torch.randn(2, 8, 3, 3)]
+    ft = [torch.randn(2, 16, 5, 5), torch.randn(2, 32, 3, 3)]
+    assert torch.isfinite(DiffKDLoss([4, 8], [16, 32], num_levels=2, ae_channels=[8, 12])(fs, ft))
