@@ -66,7 +66,8 @@ TEACHER_CONNECTOR = dict(
 DIFFUSION_LOSS = dict(
     student_connector=(None, 3, ['s']),
     teacher_connector=(3, ['t']),
-    loss_weight=BAD_WEIGHTS,
+    ddim_loss_weight=BAD_WEIGHTS,
+    loss_weight=(math.nan, -1.0, 'a', True),
     ae_loss_weight=BAD_WEIGHTS,
     nonfinite=('warn', ),
 )

@@ -1,7 +1,9 @@
 """The loss entry that trains the DiffKD connectors: diffusion loss and AE reconstruction."""
+import logging
 from typing import Dict, List, Optional
 
 import torch
+from mmengine.logging import print_log
 from torch import nn
 
 from mmrazor.registry import MODELS
@@ -18,8 +20,8 @@ class DiffKDDiffusionLoss(MultiTermLoss):
     is DiffKD's own training signal, which this entry computes from the teacher target (the
     ``target`` input, mapped from the teacher record through ``teacher_connector``):
 
-    * ``loss_ddim``: ``loss_weight * sum_levels mse(eps_theta(sqrt(ab_t) z + sqrt(1 - ab_t) eps,
-      t), eps)``, with the student connector's noise predictor,
+    * ``loss_ddim``: ``ddim_loss_weight * sum_levels mse(eps_theta(sqrt(ab_t) z +
+      sqrt(1 - ab_t) eps, t), eps)``, with the student connector's noise predictor,
     * ``loss_ae``: ``ae_loss_weight * sum_levels mse(rec, ft)``: the teacher connector's AE
       reconstruction loss on ``teacher_feat``, the teacher record itself (with ``ae_channels``).
 
@@ -33,18 +35,22 @@ class DiffKDDiffusionLoss(MultiTermLoss):
         teacher_connector (str, optional): Name of the :class:`DiffKDTeacherConnector` in
             ``connectors`` that ``target`` comes through; None when ``target`` is the teacher
             record itself (no AE).
-        loss_weight (float): Weight of the diffusion term. Defaults to 1.0.
+        ddim_loss_weight (float): Weight of the diffusion term, as in ``DiffKDLoss``. Defaults
+            to 1.0.
         ae_loss_weight (float): Weight of the AE term. Defaults to 1.0.
         nonfinite (str): ``'raise'`` (default), ``'skip'`` or ``'ignore'``: see
             :class:`MultiTermLoss`.
+        loss_weight (float, optional): The former name of ``ddim_loss_weight``; still taken,
+            with a deprecation message.
     """
 
     def __init__(self,
                  student_connector: str,
                  teacher_connector: Optional[str] = None,
-                 loss_weight: float = 1.0,
+                 ddim_loss_weight: float = 1.0,
                  ae_loss_weight: float = 1.0,
-                 nonfinite: str = 'raise') -> None:
+                 nonfinite: str = 'raise',
+                 loss_weight: Optional[float] = None) -> None:
         super().__init__(nonfinite)
         for key, value in (('student_connector', student_connector), ('teacher_connector',
                                                                       teacher_connector)):
@@ -53,7 +59,19 @@ class DiffKDDiffusionLoss(MultiTermLoss):
                                  f'in the distiller\'s connectors, got {value!r}.')
         self.student_connector = student_connector
         self.teacher_connector = teacher_connector
-        self.loss_weight = check_weight(loss_weight, 'loss_weight', 'DiffKDDiffusionLoss')
+        if loss_weight is not None:
+            check_weight(loss_weight, 'loss_weight', 'DiffKDDiffusionLoss')
+            if ddim_loss_weight != 1.0:
+                raise ValueError('DiffKDDiffusionLoss: loss_weight is the former name of '
+                                 'ddim_loss_weight; give ddim_loss_weight only.')
+            print_log(
+                'DiffKDDiffusionLoss: loss_weight is deprecated, use ddim_loss_weight (the name '
+                'DiffKDLoss gives the diffusion term\'s weight); taking it as ddim_loss_weight.',
+                logger='current',
+                level=logging.WARNING)
+            ddim_loss_weight = loss_weight
+        self.ddim_loss_weight = check_weight(ddim_loss_weight, 'ddim_loss_weight',
+                                             'DiffKDDiffusionLoss')
         self.ae_loss_weight = check_weight(ae_loss_weight, 'ae_loss_weight', 'DiffKDDiffusionLoss')
         # The linked connectors, in a tuple so that nn.Module does not register them twice
         # (they belong to the distiller's connectors).
@@ -78,7 +96,8 @@ class DiffKDDiffusionLoss(MultiTermLoss):
             Tensor: the weighted sum of the diffusion and AE terms, a scalar.
         """
         return self.reduce_terms(
-            self._terms(target, teacher_feat), dict(ddim=self.loss_weight, ae=self.ae_loss_weight))
+            self._terms(target, teacher_feat),
+            dict(ddim=self.ddim_loss_weight, ae=self.ae_loss_weight))
 
     def teacher_side_terms(self,
                            target: Features,
@@ -86,7 +105,8 @@ class DiffKDDiffusionLoss(MultiTermLoss):
         """:meth:`forward`'s terms, weighted and without logging, for a denoiser warm-up
         (:class:`~diffkd_mm.engine.DiffKDWarmupHook`): ``ddim`` and, with an AE, ``ae``."""
         return weighted_terms(
-            self._terms(target, teacher_feat), dict(ddim=self.loss_weight, ae=self.ae_loss_weight))
+            self._terms(target, teacher_feat),
+            dict(ddim=self.ddim_loss_weight, ae=self.ae_loss_weight))
 
     def teacher_side_modules(self) -> List[nn.Module]:
         """What the entry trains: the student connector's noise predictors and the teacher

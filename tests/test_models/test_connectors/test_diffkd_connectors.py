@@ -315,3 +315,16 @@ def test_settings_are_keywords_only():
                      lambda: DiffKDLoss(4, 8, 1, 3)):
         with pytest.raises(TypeError, match='positional argument'):
             build_it()
+
+
+def test_diffusion_entry_names_its_weight_as_diffkd_loss_does(monkeypatch):
+    from diffkd_mm.models import DiffKDDiffusionLoss
+    from diffkd_mm.models.losses import diffkd_diffusion_loss
+    said = []
+    monkeypatch.setattr(diffkd_diffusion_loss, 'print_log', lambda msg, **kw: said.append(msg))
+    assert DiffKDDiffusionLoss('diffkd_s', ddim_loss_weight=0.5).ddim_loss_weight == 0.5
+    assert said == []
+    assert DiffKDDiffusionLoss('diffkd_s', loss_weight=0.25).ddim_loss_weight == 0.25
+    assert len(said) == 1 and 'loss_weight is deprecated, use ddim_loss_weight' in said[0]
+    with pytest.raises(ValueError, match='give ddim_loss_weight only'):
+        DiffKDDiffusionLoss('diffkd_s', ddim_loss_weight=0.5, loss_weight=0.25)
