@@ -51,7 +51,7 @@ def diffkd_denoisers(distiller):
             yield from (branch.denoiser for branch in module.branches)
     for module in distiller.connectors.values():
         if isinstance(module, DiffKDStudentConnector):
-            yield from module.branches
+            yield from module.denoisers
 
 
 @pytest.mark.parametrize('style', list(STYLES))

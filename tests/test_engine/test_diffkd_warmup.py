@@ -169,11 +169,11 @@ def test_connector_face_warms_the_student_connector_and_the_teacher_ae(tmp_path)
     after = state(algorithm)
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert any(
-        k.startswith('distiller.connectors.diffkd_s.branches.0.noise_predictor.') for k in changed)
+        k.startswith('distiller.connectors.diffkd_s.denoisers.0.noise_predictor.') for k in changed)
     assert any(
         k.startswith('distiller.connectors.diffkd_t.targets.0.autoencoder.') for k in changed)
     assert all(
-        k.startswith(('distiller.connectors.diffkd_s.branches.0.noise_predictor.',
+        k.startswith(('distiller.connectors.diffkd_s.denoisers.0.noise_predictor.',
                       'distiller.connectors.diffkd_t.')) for k in changed)
 
 

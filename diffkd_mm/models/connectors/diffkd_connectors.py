@@ -8,6 +8,7 @@ outputs. The noise predictor is trained on the teacher target by a
 :class:`~diffkd_mm.models.losses.DiffKDDiffusionLoss` entry that names both connectors; the
 distiller links them and runs each connector once per record and iteration.
 """
+import warnings
 import weakref
 from functools import partial
 from typing import List, Optional, Sequence, Tuple, Union
@@ -97,14 +98,27 @@ class DiffKDStudentConnector(_LinkedConnector):
         self.student_channels = per_level(student_channels, num_levels, owner, 'student_channels')
         self.latent_channels = per_level(latent_channels, num_levels, owner, 'latent_channels')
         self.share_branch = check_flag(share_branch, 'share_branch', owner)
-        self.branches = build_per_level(owner, share_branch,
-                                        partial(DiffKDDenoiser, **denoiser_settings),
-                                        self.student_channels, self.latent_channels)
+        self.denoisers = build_per_level(owner, share_branch,
+                                         partial(DiffKDDenoiser, **denoiser_settings),
+                                         self.student_channels, self.latent_channels)
+        # Weights saved when the denoisers were called branches (a DiffKDLoss's branches hold
+        # a denoiser and a target each; these hold denoisers only).
+        register_legacy_keys(self, ((r'^branches\.', 'denoisers.'), ))
         self.linked = False  # set by DiffKDDistiller when a diffusion loss trains the predictor
 
-    def branch(self, level: int) -> DiffKDDenoiser:
+    def denoiser(self, level: int) -> DiffKDDenoiser:
         """The :class:`DiffKDDenoiser` that serves feature level ``level``."""
-        return self.branches[0 if self.share_branch else level]
+        return self.denoisers[0 if self.share_branch else level]
+
+    @property
+    def branches(self) -> nn.ModuleList:
+        """The former name of :attr:`denoisers`, still read, with a deprecation message."""
+        warnings.warn(
+            'DiffKDStudentConnector.branches is deprecated: use .denoisers (a DiffKDLoss\'s '
+            'branches hold a denoiser and a target each; a connector holds denoisers only).',
+            DeprecationWarning,
+            stacklevel=2)
+        return self.denoisers
 
     def forward_train(self, feature: Features) -> Features:
         """Denoise the student feature(s).
@@ -125,7 +139,7 @@ class DiffKDStudentConnector(_LinkedConnector):
         for level, (x, f) in enumerate(
                 level_maps(feature, self.num_levels, self.student_channels, self.owner, 'feature',
                            'student_channels')):
-            refined, gate, _ = self.branch(level)(x)
+            refined, gate, _ = self.denoiser(level)(x)
             outputs.append(from_maps(refined, like=f))
             gates.append(gate.detach().float().mean())
         if self.training and self.connector_name is not None:
@@ -135,7 +149,7 @@ class DiffKDStudentConnector(_LinkedConnector):
 
     def diffusion_loss(self, target: torch.Tensor, level: int) -> torch.Tensor:
         """The noise predictor's DDPM loss on the teacher target of one level, (B, L, H, W)."""
-        return self.branch(level).diffusion_loss(target)
+        return self.denoiser(level).diffusion_loss(target)
 
 
 @MODELS.register_module()

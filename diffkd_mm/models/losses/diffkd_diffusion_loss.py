@@ -112,7 +112,7 @@ class DiffKDDiffusionLoss(MultiTermLoss):
         """What the entry trains: the student connector's noise predictors and the teacher
         connector's targets (their AEs)."""
         student, teacher = self._linked()
-        modules = [branch.noise_predictor for branch in student.branches]
+        modules = [denoiser.noise_predictor for denoiser in student.denoisers]
         return modules + ([teacher] if teacher is not None else [])
 
     def _linked(self):

@@ -71,8 +71,8 @@ def test_denoising_runs_once_per_iteration_for_two_matching_losses():
     student = algo.distiller.connectors['diffkd_s']
     teacher = algo.distiller.connectors['diffkd_t']
     calls = []
-    count_calls(student.branches[0].noise_predictor, calls, 'predictor')
-    count_calls(student.branches[0].noise_adapter, calls, 'adapter')
+    count_calls(student.denoisers[0].noise_predictor, calls, 'predictor')
+    count_calls(student.denoisers[0].noise_adapter, calls, 'adapter')
     count_calls(teacher.targets[0].autoencoder.encoder, calls, 'ae')
     before = copy.deepcopy(algo.distiller.connectors.state_dict())
     wrapper = OptimWrapper(torch.optim.SGD(algo.parameters(), lr=0.1))
@@ -96,8 +96,8 @@ def test_denoising_runs_once_per_iteration_for_two_matching_losses():
     } <= set(hub.log_scalars)
     after = algo.distiller.connectors.state_dict()
     changed = [k for k, v in after.items() if not torch.equal(v, before[k])]
-    for part in ('diffkd_s.branches.0.student_proj', 'diffkd_s.branches.0.noise_predictor',
-                 'diffkd_s.branches.0.noise_adapter', 'diffkd_s.branches.0.output_proj',
+    for part in ('diffkd_s.denoisers.0.student_proj', 'diffkd_s.denoisers.0.noise_predictor',
+                 'diffkd_s.denoisers.0.noise_adapter', 'diffkd_s.denoisers.0.output_proj',
                  'diffkd_t.targets.0.autoencoder.encoder',
                  'diffkd_t.targets.0.autoencoder.decoder'):
         assert any(k.startswith(part) for k in changed), part
@@ -113,7 +113,7 @@ def test_connectors_with_l2_compute_exactly_what_diffkd_loss_computes():
     reference = DiffKDLoss(S_WIDTH, T_WIDTH, ae_channels=LATENT)
     student = algo.distiller.connectors['diffkd_s']
     teacher = algo.distiller.connectors['diffkd_t']
-    student.branches[0].load_state_dict(reference.branches[0].denoiser.state_dict())
+    student.denoisers[0].load_state_dict(reference.branches[0].denoiser.state_dict())
     teacher.targets[0].load_state_dict(reference.branches[0].target.state_dict())
 
     data = algo.data_preprocessor(toy_batch(), True)
@@ -328,3 +328,16 @@ def test_diffusion_entry_names_its_weight_as_diffkd_loss_does(monkeypatch):
     assert len(said) == 1 and 'loss_weight is deprecated, use ddim_loss_weight' in said[0]
     with pytest.raises(ValueError, match='give ddim_loss_weight only'):
         DiffKDDiffusionLoss('diffkd_s', ddim_loss_weight=0.5, loss_weight=0.25)
+
+
+def test_denoisers_were_branches_and_old_weights_and_code_still_work():
+    torch.manual_seed(0)
+    connector = DiffKDStudentConnector(4, 8, num_levels=2)
+    old = {k.replace('denoisers.', 'branches.', 1): v for k, v in connector.state_dict().items()}
+    assert all(k.startswith('branches.') for k in old)
+    fresh = DiffKDStudentConnector(4, 8, num_levels=2)
+    fresh.load_state_dict(old)  # strict
+    for (name, a), b in zip(connector.state_dict().items(), fresh.state_dict().values()):
+        assert torch.equal(a, b), name
+    with pytest.warns(DeprecationWarning, match='use .denoisers'):
+        assert fresh.branches is fresh.denoisers

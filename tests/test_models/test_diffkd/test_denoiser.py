@@ -65,7 +65,7 @@ def test_setting_reaches_every_face_and_is_checked():
     assert loss.branches[0].denoiser.kd_trains_predictor is False
     connector = DiffKDStudentConnector(
         student_channels=6, latent_channels=16, num_levels=2, kd_trains_predictor=False)
-    assert [branch.kd_trains_predictor for branch in connector.branches] == [False, False]
+    assert [branch.kd_trains_predictor for branch in connector.denoisers] == [False, False]
     assert DiffKDLoss(
         student_channels=6, teacher_channels=16).branches[0].denoiser.kd_trains_predictor
     with pytest.raises(ValueError, match='kd_trains_predictor must be True .official. or False'):

@@ -35,8 +35,10 @@ def loss_entry_name(name: str) -> str:
 
 
 def connector_name(name: str) -> str:
-    """Likewise for the connector style: the teacher connector's AEs moved into its targets."""
-    return re.sub(r'\.autoencoders\.(\d+)\.', r'.targets.\1.autoencoder.', name)
+    """Likewise for the connector style: the teacher connector's AEs moved into its targets, the
+    student connector's branches were renamed denoisers."""
+    name = re.sub(r'\.autoencoders\.(\d+)\.', r'.targets.\1.autoencoder.', name)
+    return re.sub(r'(connectors\.diffkd_s)\.branches\.', r'\1.denoisers.', name)
 
 
 def assert_grads(actual, expected, rename):
