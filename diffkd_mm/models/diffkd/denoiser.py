@@ -184,10 +184,10 @@ class DiffKDDenoiser(nn.Module):
         if noise is None:
             noise = torch.randn_like(student_latent)
         x, gate = self._start_point(student_latent, noise)
-        predictor, weights = self._predictor_for_kd()
+        predictor, embedding_table = self._predictor_for_kd()
         # Every step's time embedding in one lookup, (S, L, 1, 1), broadcast over the batch;
         # unbind, whose backward is one stack, not one scatter per step.
-        time_embs = F.embedding(self.scheduler.timesteps, weights['time_embedding.weight'])
+        time_embs = F.embedding(self.scheduler.timesteps, embedding_table)
         time_embs = time_embs[:, :, None, None].unbind(0)
         use_cp = self.with_cp and torch.is_grad_enabled()
         for k in range(self.scheduler.inference_steps):
@@ -213,7 +213,7 @@ class DiffKDDenoiser(nn.Module):
 
     def _predictor_for_kd(self):
         """The noise predictor as the DDIM loop calls it, ``(x, time_emb) -> eps``, and the
-        weights it runs on (``{name: tensor}``).
+        time-embedding table of the weights it runs on.
 
         With ``kd_trains_predictor=False`` it runs on detached copies of its weights, or with
         ``kd_predictor_ema`` on their moving average (updated here, once per training forward):
@@ -221,20 +221,23 @@ class DiffKDDenoiser(nn.Module):
         weights. Its buffers (BN running statistics) are the module's own and are updated as
         usual.
         """
-        live = dict(self.noise_predictor.named_parameters())
         if self.kd_trains_predictor or not torch.is_grad_enabled():
-            return (lambda x, emb: self.noise_predictor(x, time_emb=emb)), live
+            return ((lambda x, emb: self.noise_predictor(x, time_emb=emb)),
+                    self.noise_predictor.time_embedding.weight)
         if self.predictor_ema is not None:
             if self.training:
                 self.predictor_ema.update(self.noise_predictor, self.kd_predictor_ema)
             weights = self.predictor_ema.weights()
         else:
-            weights = {name: weight.detach() for name, weight in live.items()}
+            weights = {
+                name: weight.detach()
+                for name, weight in self.noise_predictor.named_parameters()
+            }
 
         def predictor(x, emb):
             return functional_call(self.noise_predictor, weights, (x, ), dict(time_emb=emb))
 
-        return predictor, weights
+        return predictor, weights['time_embedding.weight']
 
     def forward(
             self,
