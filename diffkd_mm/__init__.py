@@ -1,16 +1,14 @@
 """diffkd_mm: DiffKD (Knowledge Diffusion for Distillation) for OpenMMLab 2.x, via mmrazor.
 
-Importing the package first makes mmrazor 1.0.0 importable on today's torch
-(:mod:`diffkd_mm.compat`), then registers DiffKD's modules in ``mmrazor.registry.MODELS`` and
-lets mmrazor's distillers tell DiffKD's losses their entry names.
+Importing the package first makes mmrazor 1.0.0 importable on today's torch (the one change made
+at import, documented with every other in :mod:`diffkd_mm.patches`), then registers DiffKD's
+modules in ``mmrazor.registry.MODELS``.
 """
-from . import compat
+from . import patches
 from .version import __version__
 
-compat.apply()
+patches.apply()
 
-from . import engine, models  # noqa: E402,F401  (registers the modules; needs compat first)
+from . import engine, models  # noqa: E402,F401  (registers the modules; needs the stand-in first)
 
-compat.name_distill_losses()
-
-__all__ = ['__version__', 'compat', 'engine', 'models']
+__all__ = ['__version__', 'engine', 'models', 'patches']

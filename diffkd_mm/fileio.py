@@ -246,24 +246,27 @@ def publish_directory(target: str, fill: Callable[[str], None], owner_file: str,
 
 def cache_root() -> str:
     """The project's cache folder: ``$DIFFKD_CACHE_DIR``, else ``$XDG_CACHE_HOME/diffkd_mm``
-    (``~/.cache/diffkd_mm``). Each cache (the main job's teachers, the denoiser warm-ups) keeps
+    (``~/.cache/diffkd_mm``). Each cache (the demo's teachers, the denoiser warm-ups) keeps
     a sub-folder of it."""
     return os.environ.get('DIFFKD_CACHE_DIR') or osp.join(
         os.environ.get('XDG_CACHE_HOME', osp.expanduser('~/.cache')), 'diffkd_mm')
 
 
-def set_aside(path: str) -> Optional[str]:
-    """Rename an unusable cache file to ``<path>.bad-<time>[-n]``, never over an existing file.
+def set_aside(path: str, problem: str, then: str, say: Callable[[str], None]) -> Optional[str]:
+    """Rename an unusable cache file to ``<path>.bad-<time>[-n]`` and say so in one line.
 
-    A cache file that cannot be used is kept (for a look) rather than deleted, and out of the
-    way of the next run, which writes a new one.
+    A cache file that cannot be used is kept (for a look) rather than deleted, never renamed over
+    an existing file, and moved out of the way of the next run, which writes a new one.
 
     Args:
         path (str): The cache file.
+        problem (str): What is wrong, naming the file, e.g. ``'cached teacher <path> is stale'``.
+        then (str): What happens instead, e.g. ``'training the teacher again'``.
+        say (callable): Called once with ``'<problem>: set aside as <new name>, <then>'``.
 
     Returns:
         str or None: The new name; None if the file was gone already (a concurrent run set it
-        aside first).
+        aside first, and said so): then nothing is said.
     """
     stamp = time.strftime('%Y%m%d-%H%M%S')
     for n in range(100):
@@ -274,5 +277,6 @@ def set_aside(path: str) -> Optional[str]:
             os.rename(path, aside)
         except FileNotFoundError:
             return None
+        say(f'{problem}: set aside as {osp.basename(aside)}, {then}')
         return aside
     raise FileExistsError(f'{path}: 100 set-aside copies from this second already exist')

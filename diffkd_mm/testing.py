@@ -21,6 +21,7 @@ from mmengine.registry import HOOKS
 from torch import nn
 
 from mmrazor.registry import MODELS
+from .patches import swapped
 
 
 @MODELS.register_module(force=True)
@@ -210,8 +211,6 @@ def simulated_full_disk(name_part: str, budget: int = 1024) -> Iterator[list]:
             return _FillingFile(f, budget)
         return f
 
-    fileio.open = filling_open  # shadows the builtin inside diffkd_mm.fileio only
-    try:
+    # Shadows the builtin inside diffkd_mm.fileio only (documented in diffkd_mm.patches).
+    with swapped(fileio, 'open', filling_open, patch='simulated-full-disk'):
         yield failed
-    finally:
-        del fileio.open

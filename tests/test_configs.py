@@ -7,12 +7,14 @@ batch is synthetic, in the task's data format, at a reduced input size.
 import glob
 import os.path as osp
 import re
+from types import SimpleNamespace
 
 import pytest
 import torch
 from mmengine.config import Config
 from mmengine.logging import MessageHub
 from mmengine.optim import OptimWrapper
+from mmengine.registry import HOOKS
 
 import diffkd_mm
 from mmrazor.registry import MODELS
@@ -90,6 +92,9 @@ def test_config_builds_and_trains_one_step(path):
     torch.manual_seed(0)
     algo = MODELS.build(cfg.model)
     algo.train()
+    for hook in cfg.get('custom_hooks', []):  # what the Runner runs before training that names
+        if hook['type'] == 'DistillLossNamesHook':
+            HOOKS.build(hook).before_train(SimpleNamespace(model=algo))
     if hasattr(algo.data_preprocessor, 'size'):  # mmseg pads to the crop size: keep it small
         algo.data_preprocessor.size = (128, 128)
     optim = OptimWrapper(
@@ -148,7 +153,9 @@ def test_auto_scale_lr_matches_the_recipe_batch(path):
 def test_an_mmrazor_recipe_with_only_the_loss_swapped_trains():
     """mmrazor's own PKD recipe (as installed with mmrazor), with `PKDLoss` replaced by
     `DiffKDLoss` plus the channels and `custom_imports` added, and nothing else changed: the stock
-    ConfigurableDistiller trains it and logs every DiffKD term under its entry's name."""
+    ConfigurableDistiller trains it; with `DistillLossNamesHook` in `custom_hooks` (run here as
+    the Runner runs it, before training), every DiffKD term is logged under its entry's name."""
+    from diffkd_mm.engine import DistillLossNamesHook
     import mmrazor
     recipe = osp.join(
         osp.dirname(mmrazor.__file__), '.mim', 'configs', 'distill', 'mmdet', 'pkd',
@@ -164,6 +171,7 @@ def test_an_mmrazor_recipe_with_only_the_loss_swapped_trains():
     torch.manual_seed(0)
     algo = MODELS.build(cfg.model)
     algo.train()
+    DistillLossNamesHook().before_train(SimpleNamespace(model=algo))
     hub = MessageHub.get_instance('test_configs:mmrazor_pkd_recipe')
     optim = OptimWrapper(
         torch.optim.SGD([p for p in algo.parameters() if p.requires_grad], lr=1e-4, momentum=0.9))

@@ -11,7 +11,7 @@ import time
 def main() -> int:
     t0 = time.perf_counter()
     import diffkd_mm
-    from diffkd_mm import compat
+    from diffkd_mm import patches
     mods = [
         'torch', 'torchvision', 'numpy', 'mmengine', 'mmcv', 'mmdet', 'mmseg', 'mmpretrain',
         'mmrazor'
@@ -23,8 +23,8 @@ def main() -> int:
     print('versions: ' + ', '.join(f'{m} {sys.modules[m].__version__}'
                                    for m in mods) + f', diffkd_mm {diffkd_mm.__version__}')
     print('mmrazor quantization stand-in: ' +
-          ('active (' + type(compat.QUANTIZATION_IMPORT_ERROR).__name__ +
-           ')' if compat.QUANTIZATION_IMPORT_ERROR else 'not needed'))
+          ('active (' + type(patches.QUANTIZATION_IMPORT_ERROR).__name__ +
+           ')' if patches.QUANTIZATION_IMPORT_ERROR else 'not needed'))
 
     import torch
     from mmcv.ops import nms

@@ -1,4 +1,4 @@
-"""The main job: real DiffKD distillation on the embedded detection and segmentation data, on CPU.
+"""The demo: real DiffKD distillation on the embedded detection and segmentation data, on CPU.
 
 Per task and seed: draws the data, trains a teacher (or reuses its cached weights), then the same
 narrow student without KD, with FitNet, with mmrazor's PKD and with DiffKD on one schedule,
@@ -11,7 +11,7 @@ import dataclasses
 import os
 import sys
 
-import diffkd_mm  # noqa: F401  (compat layer + registrations first)
+import diffkd_mm  # noqa: F401  (mmrazor stand-in + registrations first)
 from diffkd_mm.demo import (METHODS, SCHEDULE_PROFILES, SCHEDULES, TASKS, DemoSettings,
                             ResumeConflict, TaskSeedsFailed, check_configs, run_demo)
 from diffkd_mm.engine import exit_on_full_disk
@@ -47,7 +47,7 @@ def parse_args(argv=None):
         '--schedule',
         choices=tuple(SCHEDULE_PROFILES),
         default='main',
-        help='main: the README\'s main job, short (' + _describe(SCHEDULES) + '); converged: '
+        help='main: the README\'s demo, short (' + _describe(SCHEDULES) + '); converged: '
         'the benchmark at convergence (' + _describe(SCHEDULE_PROFILES['converged']) +
         '); quick: the smoke run of --quick')
     p.add_argument(

@@ -10,7 +10,7 @@ import sys
 from mmengine.config import DictAction
 from mmengine.runner import Runner
 
-import diffkd_mm  # noqa: F401  (compat layer + registrations: must come before mmrazor)
+import diffkd_mm  # noqa: F401  (mmrazor stand-in + registrations: must come before mmrazor)
 from diffkd_mm.engine import (CheckpointGuard, add_launcher_arguments, close_distributed,
                               exit_on_checkpoint_error, load_entry_config, setup_cpu_distributed)
 from mmrazor.utils import register_all_modules

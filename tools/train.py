@@ -13,7 +13,7 @@ import torch
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
-import diffkd_mm  # noqa: F401  (compat layer + registrations: must come before mmrazor)
+import diffkd_mm  # noqa: F401  (mmrazor stand-in + registrations: must come before mmrazor)
 from diffkd_mm.engine import (CheckpointGuard, add_launcher_arguments, close_distributed,
                               exit_on_checkpoint_error, exit_on_full_disk,
                               find_resumable_checkpoint, load_entry_config, setup_cpu_distributed)

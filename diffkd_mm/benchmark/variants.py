@@ -32,6 +32,15 @@ class ReferenceDiffKDDenoiser(DiffKDDenoiser):
     noise from it (``use_clipped_model_output=True``) and forms x_prev in separate kernels.
     """
 
+    @classmethod
+    def from_denoiser(cls, denoiser: DiffKDDenoiser) -> 'ReferenceDiffKDDenoiser':
+        """A reference denoiser made of ``denoiser``'s modules, buffers and settings (shared,
+        not copied), as ``nn.SyncBatchNorm.convert_sync_batchnorm`` converts a module; use it
+        in place of ``denoiser``."""
+        reference = cls.__new__(cls)
+        reference.__dict__.update(vars(denoiser))  # nn.Module keeps all of its state there
+        return reference
+
     def denoise(self, student_latent, noise=None):
         if noise is None:
             noise = torch.randn_like(student_latent)
@@ -58,7 +67,7 @@ class ReferenceDiffKDBranch(DiffKDBranch):
 
     def __init__(self, student_channels, teacher_channels, **settings):
         super().__init__(student_channels, teacher_channels, **settings)
-        self.denoiser.__class__ = ReferenceDiffKDDenoiser  # same modules, the official loop
+        self.denoiser = ReferenceDiffKDDenoiser.from_denoiser(self.denoiser)
 
 
 def _fpn_inputs(level=None, student_arg='preds_S', teacher_arg='preds_T') -> dict:
@@ -146,7 +155,7 @@ DIFFKD_OPTIONS = dict(
     diffkd_3steps_ae64=dict(inference_steps=3, ae_channels=64),
     diffkd_raw=dict(target_norm=None),
     # The options that send the KD signal to the student (docs/method.md); the warm-up of
-    # the embedded benchmark's diffkd_kdproof runs once before training and is not timed here.
+    # the demo's diffkd_kdproof runs once before training and is not timed here.
     diffkd_prematch=dict(student_match_weight=1.0),
     diffkd_kdproof=dict(kd_trains_predictor=False, kd_predictor_ema=0.99, start_noise='vp'),
     diffkd_pull=dict(denoised_pull_weight=1.0),
@@ -190,7 +199,7 @@ def build_variant(cfg: Config, kind: str, device: str):
         model = MODELS.build(model_cfg)
         if kind == 'reference':
             for branch in model.distiller.distill_losses.loss_diffkd.branches:
-                branch.denoiser.__class__ = ReferenceDiffKDDenoiser
+                branch.denoiser = ReferenceDiffKDDenoiser.from_denoiser(branch.denoiser)
     model.to(device).train()
     # lr 0: SGD still does all its work (momentum, update), but the random, un-pretrained weights
     # stay put, so no variant diverges while it is being timed.

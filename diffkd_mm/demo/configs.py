@@ -1,4 +1,4 @@
-"""The main job's configs: where they are, and each run's config filled in from its settings."""
+"""The demo's configs: where they are, and each run's config filled in from its settings."""
 import os
 import os.path as osp
 from typing import Optional

@@ -1,4 +1,4 @@
-"""What the main job shows a person: one progress line per training run, the run's full output in
+"""What the demo shows a person: one progress line per training run, the run's full output in
 its folder.
 
 mmengine prints every config (hundreds of lines) and every logged iteration of every run. Inside
@@ -16,6 +16,8 @@ import time
 from typing import IO, Iterator, Optional
 
 from mmengine.hooks import Hook
+
+from ..patches import swapped
 
 #: On a stream that is not a terminal (a pipe, a file), the least seconds between two lines.
 _LINE_EVERY_S = 30.0
@@ -111,7 +113,7 @@ class RunProgress(Hook):
 
 
 class Console:
-    """Where the main job's output goes; use as a context manager around the whole job.
+    """Where the demo's output goes; use as a context manager around the whole job.
 
     Args:
         verbose (bool): Stream every run's full output to the terminal (no switching).
@@ -133,18 +135,18 @@ class Console:
 
     def __enter__(self) -> 'Console':
         self.terminal = sys.stdout
-        if not self.verbose:
+        self._swaps = contextlib.ExitStack()
+        if not self.verbose:  # the swap is documented in diffkd_mm.patches ('console')
             self._stdout, self._stderr = _Switch(sys.stdout), _Switch(sys.stderr)
-            self._saved = sys.stdout, sys.stderr
-            sys.stdout, sys.stderr = self._stdout, self._stderr
+            self._swaps.enter_context(swapped(sys, 'stdout', self._stdout, patch='console'))
+            self._swaps.enter_context(swapped(sys, 'stderr', self._stderr, patch='console'))
         return self
 
     def __exit__(self, *exc_info) -> None:
-        if not self.verbose:
-            sys.stdout, sys.stderr = self._saved
+        self._swaps.close()
 
     def say(self, line: str) -> None:
-        """Print one line of the main job's own to the terminal."""
+        """Print one line of the demo's own to the terminal."""
         self.terminal.write(line + '\n')
         self.terminal.flush()
 

@@ -1,4 +1,4 @@
-"""The main job's pictures: smoothed training curves, and paired differences with their
+"""The demo's pictures: smoothed training curves, and paired differences with their
 intervals."""
 from typing import Dict, List, Sequence
 

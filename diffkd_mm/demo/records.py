@@ -51,10 +51,11 @@ def earlier_run(folder: str, digest: str, title: str, console: Console) -> Optio
         made_from = record.pop('run_digest')
         float(record['value'])
     except (OSError, ValueError, TypeError, KeyError, AttributeError) as err:
-        aside = fileio.set_aside(path)
-        console.say(f'[demo] {title}: WARNING: the record of its earlier run {path} cannot be '
-                    f'read ({err!r}); set aside as {osp.basename(aside or path)}, training it '
-                    'again')
+        fileio.set_aside(
+            path, f'[demo] {title}: WARNING: the record of its earlier run {path} cannot be read '
+            f'({err!r})',
+            'training it again',
+            say=console.say)
         return None
     if made_from != digest:
         raise ResumeConflict(

@@ -1,4 +1,4 @@
-"""The main job's report, written from plain records: tables, loss curves, feature pictures."""
+"""The demo's report, written from plain records: tables, loss curves, feature pictures."""
 import json
 import os
 import os.path as osp
@@ -96,7 +96,7 @@ def write_report(run_dir: str,
     out = osp.join(run_dir, 'report')
     os.makedirs(out, exist_ok=True)
     lines = [
-        '# DiffKD main job: embedded detection and segmentation', '',
+        '# DiffKD demo: embedded detection and segmentation', '',
         f'Seeds {list(settings.seeds)}; each seed draws its own data and trains its own '
         'teacher, then every student on one schedule. ' +
         ('This run went on with an earlier one (its finished runs reused) and took '

@@ -1,4 +1,4 @@
-"""The main job in parallel processes: task-seed by task-seed, or run by run.
+"""The demo in parallel processes: task-seed by task-seed, or run by run.
 
 ``jobs`` processes share the cores (``cpu_count // jobs`` threads each).
 ``parallel='task-seed'``: each process trains a task-seed, its teacher and then its students, so

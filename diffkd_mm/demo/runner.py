@@ -1,4 +1,4 @@
-"""The main job: per task and seed, a teacher, then students without KD and with each KD method.
+"""The demo: per task and seed, a teacher, then students without KD and with each KD method.
 
 Every model is trained by mmengine's Runner from the configs in ``configs/diffkd/demo/`` on the
 embedded synthetic dataset of its seed, with the same schedule, and evaluated with the stock
@@ -43,11 +43,11 @@ def run_demo(work_dir: str,
              settings: Optional[DemoSettings] = None,
              verbose: bool = False,
              resume: Optional[str] = None) -> dict:
-    """Run the main job into a new folder under ``work_dir`` and write the report there.
+    """Run the demo into a new folder under ``work_dir`` and write the report there.
 
     Args:
         work_dir (str): Parent folder; the run goes to ``<work_dir>/<timestamp>/``.
-        settings (DemoSettings, optional): What to run; defaults to the main job.
+        settings (DemoSettings, optional): What to run; defaults to the demo.
         verbose (bool): Stream every run's full output to the terminal; by default each run
             shows one progress line and writes its output to ``console.log`` in its folder.
         resume (str, optional): The folder of an earlier run (interrupted, or with fewer seeds

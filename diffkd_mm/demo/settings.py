@@ -1,11 +1,11 @@
-"""What the main job runs: tasks, methods, schedules and seeds."""
+"""What the demo runs: tasks, methods, schedules and seeds."""
 import dataclasses
 from typing import Dict, Optional, Sequence, Tuple
 
 #: task -> (metric name in the report, key of the stock metric's result, scale to percent)
 TASK_METRICS = dict(det=('mAP', 'coco/bbox_mAP', 100.0), seg=('mIoU', 'mIoU', 1.0))
 TASKS = tuple(TASK_METRICS)
-#: The methods the main job compares by default; each is the config ``<task>_<method>.py``.
+#: The methods the demo compares by default; each is the config ``<task>_<method>.py``.
 METHODS = ('student', 'fitnet', 'pkd', 'diffkd')
 METHOD_TITLES = dict(
     teacher='Teacher',
@@ -35,12 +35,12 @@ class Schedule:
 
 #: The fields of a record that give its schedule.
 SCHEDULE_KEYS = tuple(field.name for field in dataclasses.fields(Schedule))
-#: The embedded benchmark's models and data, as each record says (``benchmark_version``):
+#: The demo's models and data, as each record says (``benchmark_version``):
 #: records of two versions are never paired or averaged together. 1: quarter-width students
 #: (records without the field); 2: students an eighth of their teachers' width.
 BENCHMARK_VERSION = 2
 
-#: The README's main job: both tasks in at most ~20 minutes on 2 CPU cores with the teachers to
+#: The README's demo: both tasks in at most ~20 minutes on 2 CPU cores with the teachers to
 #: train (docs/demo.md has the measured times).
 SCHEDULES = dict(
     det=Schedule(teacher_iters=500, student_iters=200, num_train=400, num_val=100),
@@ -65,7 +65,7 @@ PARALLEL_UNITS = ('task-seed', 'run')
 
 @dataclasses.dataclass
 class DemoSettings:
-    """One run of the main job.
+    """One run of the demo.
 
     Args:
         tasks (Sequence[str]): Among :data:`TASKS`. Defaults to both.

@@ -1,4 +1,4 @@
-"""One task and seed of the main job: its data, every run's config, and the runs themselves."""
+"""One task and seed of the demo: its data, every run's config, and the runs themselves."""
 import dataclasses
 import os.path as osp
 from typing import Dict, List, Optional, Tuple

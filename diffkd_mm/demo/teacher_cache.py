@@ -1,9 +1,9 @@
-"""The main job's teachers: trained once per task and seed, and cached with what defines them.
+"""The demo's teachers: trained once per task and seed, and cached with what defines them.
 
 A cached teacher is one checkpoint, ``dict(state_dict=..., meta=dict(demo_teacher=...))``: the
 weights and the record of what produced them (the cache key and the settings it was computed
 from) are written together, atomically, so neither can exist without the other. The cache is the
-main job's own: a file that cannot be read, or whose stored key or settings are not the ones this
+demo's own: a file that cannot be read, or whose stored key or settings are not the ones this
 run asks for, is set aside (renamed next to it, never deleted) with a one-line warning, and the
 teacher is trained again. A user never has to find and delete a cache file by hand.
 """
@@ -29,25 +29,13 @@ from .training import metric_value, train_run
 META_KEY = 'demo_teacher'
 
 
-def set_aside(path: str, reason: str) -> Optional[str]:
-    """Rename a damaged or stale cached teacher to ``<path>.bad-<time>[-n]``; warn in one line.
-
-    Args:
-        path (str): The cache file.
-        reason (str): Why it cannot be used, for the warning.
-
-    Returns:
-        str or None: The new name; None if the file was gone already (a concurrent run set it
-        aside first).
-    """
-    aside = fileio.set_aside(path)
-    if aside is not None:
-        print_log(
-            f'[demo] cached teacher {path} {reason}: set aside as {osp.basename(aside)}, '
-            'training the teacher again',
-            logger='current',
-            level=logging.WARNING)
-    return aside
+def _set_aside(path: str, reason: str) -> Optional[str]:
+    """Set a damaged or stale cached teacher aside (:func:`~diffkd_mm.fileio.set_aside`)."""
+    return fileio.set_aside(
+        path,
+        f'[demo] cached teacher {path} {reason}',
+        'training the teacher again',
+        say=lambda line: print_log(line, logger='current', level=logging.WARNING))
 
 
 def _problem(path: str, record: dict) -> Optional[str]:
@@ -87,7 +75,7 @@ def reuse_teacher(path: str, record: dict) -> bool:
     problem = _problem(path, record)
     if problem is None:
         return True
-    set_aside(path, problem)
+    _set_aside(path, problem)
     return False
 
 
@@ -126,7 +114,7 @@ def teacher_record(cfg: Config, sched: Schedule, task: str, seed: int, data_dir:
 
 def teacher_run(settings: DemoSettings, task: str, seed: int, data_dir: str,
                 work_dir: str) -> Tuple[Config, dict, str]:
-    """What the main job needs to train or reuse the teacher of ``task`` and ``seed``.
+    """What the demo needs to train or reuse the teacher of ``task`` and ``seed``.
 
     Returns:
         tuple: The teacher's config (working in ``work_dir``), its record (cache key and the
@@ -154,7 +142,7 @@ def train_or_reuse_teacher(cfg: Config, record: dict, cached: str, task: str, ti
             with console.quiet(osp.join(cfg.work_dir, 'console.log'), title):
                 metrics = Runner.from_cfg(cfg).val()
         except CheckpointError as err:  # readable, but not weights of this model
-            set_aside(cached, f'does not fit the teacher model ({str(err).splitlines()[0]})')
+            _set_aside(cached, f'does not fit the teacher model ({str(err).splitlines()[0]})')
         else:
             value = metric_value(metrics, task)
             console.say(f'[demo] {title}: reusing {cached}: {TASK_METRICS[task][0]} {value:.2f}')

@@ -1,4 +1,4 @@
-"""One training run of the main job: mmengine's Runner, one progress line, its metric and
+"""One training run of the demo: mmengine's Runner, one progress line, its metric and
 curves, the KD diagnostics and, for DiffKD, a picture of its features."""
 import os.path as osp
 from typing import Dict, Optional

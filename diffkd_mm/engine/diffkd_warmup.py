@@ -277,12 +277,10 @@ class DiffKDWarmupHook(Hook):
         except (CheckpointError, KeyError, RuntimeError, TypeError) as err:
             for name, module in modules.items():  # as before the attempt: warm up from there
                 module.load_state_dict(initial[name])
-            aside = set_aside(path)
-            print_log(
-                f'[DiffKDWarmupHook] cached warm-up {path} cannot be used '
-                f'({str(err).splitlines()[0].replace(path + ": ", "")[:160]}): set aside as '
-                f'{osp.basename(aside) if aside else "(gone already)"}, warming up again',
-                logger='current',
-                level=logging.WARNING)
+            set_aside(
+                path, f'[DiffKDWarmupHook] cached warm-up {path} cannot be used '
+                f'({str(err).splitlines()[0].replace(path + ": ", "")[:160]})',
+                'warming up again',
+                say=lambda line: print_log(line, logger='current', level=logging.WARNING))
             return False
         return True

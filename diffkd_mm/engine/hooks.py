@@ -1,6 +1,8 @@
-"""Hooks for what training must not lose: the random state that DiffKD's noise comes from."""
+"""Hooks for what training must not lose (the random state that DiffKD's noise comes from) and
+for what its logs must show (each DiffKD loss term under its entry's name)."""
 import torch
 from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
 
@@ -40,3 +42,31 @@ class TorchRNGStateHook(Hook):
         if 'cuda' in self._pending and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(self._pending['cuda'])
         self._pending = None
+
+
+@HOOKS.register_module()
+class DistillLossNamesHook(Hook):
+    """Tell DiffKD's loss entries their names in ``distill_losses``, for their per-term logs.
+
+    A DiffKD loss entry returns one sum, which mmengine logs under the entry's name; it also logs
+    each weighted term (``distill.<entry>_kd``, ``_ddim``, ``_ae``) once it knows that name.
+    ``DiffKDDistiller`` tells its entries when it builds them; mmrazor's other distillers keep
+    the name to themselves, so in a recipe with ``ConfigurableDistiller`` this hook tells them
+    before training starts::
+
+        custom_hooks = [dict(type='DistillLossNamesHook')]
+
+    Entries that already have a name, and losses that are not DiffKD's, are left alone.
+    """
+
+    priority = 'VERY_HIGH'
+
+    def before_train(self, runner) -> None:
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        for module in model.modules():
+            losses = getattr(module, 'distill_losses', None)
+            if not isinstance(losses, torch.nn.ModuleDict):
+                continue
+            for name, loss in losses.items():
+                if callable(getattr(loss, 'bind_entry', None)) and loss.loss_name is None:
+                    loss.bind_entry(name)

@@ -1,4 +1,4 @@
-"""The README's main job, shortened: the whole flow runs and writes a report with real numbers."""
+"""The README's demo, shortened: the whole flow runs and writes a report with real numbers."""
 import json
 import os
 import os.path as osp

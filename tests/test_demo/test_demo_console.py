@@ -1,4 +1,4 @@
-"""The main job's console: a run's output goes to its log file, the job's own lines and warnings
+"""The demo's console: a run's output goes to its log file, the job's own lines and warnings
 between runs reach the terminal, a failed run names its log, and each run shows one line."""
 import contextlib
 import io

@@ -1,4 +1,4 @@
-"""The main job on a full disk: the report write fails with one line naming the file and the free
+"""The demo on a full disk: the report write fails with one line naming the file and the free
 space, nothing partial is left, and the trained models' results are printed rather than lost."""
 import os
 import subprocess

@@ -1,4 +1,4 @@
-"""A main job goes on where an earlier one stopped: each finished run leaves its record in its
+"""A demo run goes on where an earlier one stopped: each finished run leaves its record in its
 folder, a resumed run reuses the records made from the same config, refuses those made from
 another, and trains again a run whose record is damaged.
 

@@ -1,4 +1,4 @@
-"""The main job's settings refuse bad values with a message naming the setting."""
+"""The demo's settings refuse bad values with a message naming the setting."""
 import pytest
 
 from diffkd_mm.demo import DemoSettings, Schedule
@@ -27,7 +27,7 @@ def test_good_settings_pass_unchanged_and_the_rest_take_the_documented_defaults(
     assert settings.tasks == ('det', 'seg')
     assert settings.methods == ('student', 'fitnet', 'pkd', 'diffkd')
     assert settings.log_interval == 20
-    # The main job's schedule, as README and docs/demo.md give it.
+    # The demo's schedule, as README and docs/demo.md give it.
     assert [(s.teacher_iters, s.student_iters, s.num_val)
             for s in (settings.schedules['det'], settings.schedules['seg'])] == \
         [(500, 200, 100), (800, 300, 100)]

@@ -1,4 +1,4 @@
-"""The main job's teacher cache heals itself: a file that cannot be read, or that was made for
+"""The demo's teacher cache heals itself: a file that cannot be read, or that was made for
 another teacher, is set aside (renamed, not deleted) with one warning line and retrained."""
 import os
 import os.path as osp
@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from diffkd_mm.demo import teacher_cache
-from diffkd_mm.demo.teacher_cache import META_KEY, reuse_teacher, set_aside, store_teacher
+from diffkd_mm.demo.teacher_cache import META_KEY, reuse_teacher, store_teacher
 from diffkd_mm.engine import load_checkpoint_file, save_checkpoint_atomic
+from diffkd_mm.fileio import set_aside
 
 RECORD = dict(key='0123abcd', task='seg', definition=dict(iters=20, seed=0, data='seg_x'))
 
@@ -24,7 +25,7 @@ def warnings(monkeypatch):
 
 @pytest.fixture
 def cached(tmp_path):
-    """A cache file stored from a training checkpoint, as the main job stores its teachers."""
+    """A cache file stored from a training checkpoint, as the demo stores its teachers."""
     run_ckpt = tmp_path / 'iter_20.pth'
     torch.save(
         dict(state_dict=dict(w=torch.arange(6.)), optimizer=dict(lr=0.1), meta=dict(iter=20)),
@@ -88,19 +89,23 @@ def test_unusable_cache_is_set_aside_with_one_line(cached, warnings, damage, rea
     assert 'training the teacher again' in warnings[0]
 
 
-def test_set_aside_never_overwrites_and_tolerates_a_concurrent_run(cached, warnings):
-    first = set_aside(str(cached), 'is stale')
+def test_set_aside_never_overwrites_and_tolerates_a_concurrent_run(cached):
+    said = []
+    first = set_aside(str(cached), f'{cached} is stale', 'trying again', say=said.append)
     cached.write_bytes(b'second')
-    second = set_aside(str(cached), 'is stale')
+    second = set_aside(str(cached), f'{cached} is stale', 'trying again', say=said.append)
     assert first != second and open(first, 'rb').read() != b'second'
     assert open(second, 'rb').read() == b'second'
-    assert set_aside(str(cached), 'is stale') is None  # another run moved it first
-    assert len(warnings) == 2
+    # another run moved it first (and said so): nothing to rename, nothing said
+    assert set_aside(str(cached), f'{cached} is stale', 'trying again', say=said.append) is None
+    assert said == [
+        f'{cached} is stale: set aside as {osp.basename(p)}, trying again' for p in (first, second)
+    ]
 
 
 @pytest.mark.slow
 def test_main_job_retrains_a_cut_teacher_and_reuses_the_new_one(tmp_path, warnings):
-    """The main job's own path: a cached teacher cut in half, or holding another model's
+    """The demo's own path: a cached teacher cut in half, or holding another model's
     weights, does not stop it; the retrained one is reused."""
     from mmengine.registry import DefaultScope
 

@@ -1,4 +1,4 @@
-"""tools/analysis_tools/convergence_curve.py: a model of the embedded benchmark, validated along
+"""tools/analysis_tools/convergence_curve.py: a model of the demo, validated along
 the way, on tiny data."""
 import json
 import os

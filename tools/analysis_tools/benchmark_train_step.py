@@ -28,7 +28,7 @@ from functools import partial
 import torch
 from mmengine.config import Config
 
-import diffkd_mm  # noqa: F401  (compat layer + registrations first)
+import diffkd_mm  # noqa: F401  (mmrazor stand-in + registrations first)
 from diffkd_mm.benchmark.op_count import ops_of_parts, ops_of_train_step
 from diffkd_mm.benchmark.report import cost_table, parts_table, scaling_table, write_report
 from diffkd_mm.benchmark.timing import (branch_fwd_bwd_round_robin, branch_part_fns, branch_parts,

@@ -1,4 +1,4 @@
-"""Train one model of the embedded benchmark with validation along the way: is it converged?
+"""Train one model of the demo with validation along the way: is it converged?
 
     python tools/analysis_tools/convergence_curve.py --task det --method teacher --seed 100 \
         --iters 2000 --val-interval 250 --work-dir work_dirs/convergence
@@ -6,7 +6,7 @@
         --iters 2000 --val-interval 250 --work-dir work_dirs/convergence
 
 For sizing the benchmark (schedule lengths, data and model sizes) on seeds that are not
-reported. The model is the main job's config ``configs/diffkd/demo/<task>_<method>.py`` on the
+reported. The model is the demo's config ``configs/diffkd/demo/<task>_<method>.py`` on the
 seed's embedded data, with one cosine schedule over ``--iters``; a KD student needs
 ``--teacher-ckpt``. Prints one line per validation and writes ``curve.json`` (iteration,
 metric) and ``curve.png`` into the run's folder; the training log is there too.
@@ -55,8 +55,8 @@ def parse_args(argv=None):
         required=True,
         help='iterations between two '
         'validations (and one at the end)')
-    parser.add_argument('--num-train', type=int, help='training images (default: the main job\'s)')
-    parser.add_argument('--num-val', type=int, help='validation images (default: the main job\'s)')
+    parser.add_argument('--num-train', type=int, help='training images (default: the demo\'s)')
+    parser.add_argument('--num-val', type=int, help='validation images (default: the demo\'s)')
     parser.add_argument('--teacher-ckpt', help='the trained teacher, for a KD student')
     parser.add_argument(
         '--loss-weight',

@@ -1,4 +1,4 @@
-"""Compare methods paired by seed from the main job's records (``results.json``).
+"""Compare methods paired by seed from the demo's records (``results.json``).
 
     python tools/analysis_tools/paired_results.py docs/results/embedded_benchmark.json
     python tools/analysis_tools/paired_results.py RUN_A/report/results.json B/report/results.json
@@ -6,7 +6,7 @@
 Several files are read as one set of records (seeds run apart, on other machines); a run given
 twice, or records of two schedules or benchmark versions of one task, are refused in one line.
 
-Prints, per task, the table of the main job's report (a column per seed, mean ± std, the share
+Prints, per task, the table of the demo's report (a column per seed, mean ± std, the share
 of the teacher-student gap closed), then each KD method against no KD, FitNet and PKD: the mean
 of the per-seed differences, its 95% t-interval and whether it excludes zero (see
 ``diffkd_mm.demo.paired``). ``--plot PNG`` draws those differences, each seed a dot.

@@ -15,7 +15,7 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import DefaultScope
 from mmengine.runner import Runner, load_checkpoint
 
-import diffkd_mm  # noqa: F401  (compat layer + registrations first)
+import diffkd_mm  # noqa: F401  (mmrazor stand-in + registrations first)
 from diffkd_mm.engine import CheckpointGuard, exit_on_checkpoint_error
 from diffkd_mm.visualization import denoising_figure, record_denoising
 from mmrazor.registry import MODELS

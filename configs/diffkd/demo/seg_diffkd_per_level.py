@@ -1,7 +1,8 @@
 # Demo DiffKD written as mmrazor's own recipes are: the stock ConfigurableDistiller and one loss
 # entry per FPN level (data_idx), each a DiffKDLoss. This is what turning an mmrazor recipe (e.g.
 # PKD's) into DiffKD takes: change the loss type and give the channels. Same math as
-# seg_diffkd.py (one DiffKD branch per level), logged per level as loss_diffkd_fpn<i>_{kd,ddim}.
+# seg_diffkd.py (one DiffKD branch per level), logged per level as loss_diffkd_fpn<i>_{kd,ddim}
+# once DistillLossNamesHook has told each entry its name.
 _base_ = ['./_base_/seg_runtime.py', './_base_/seg_models.py']
 
 teacher_ckpt = None  # set by tools/run_demo.py to the trained demo teacher
@@ -32,3 +33,4 @@ model = dict(
             for i in _levels
         }))
 del _levels
+custom_hooks = [dict(type='TorchRNGStateHook'), dict(type='DistillLossNamesHook')]

@@ -28,13 +28,13 @@ model = dict(
         teacher_recorders=dict(fpn=dict(type='ModuleOutputs', source='neck')),
         # One entry for the whole FPN tuple: one DiffKD branch per level (denoiser, adapter,
         # projections), the terms summed over levels and logged as loss_diffkd_fpn_{kd,ddim,ae}.
-        # Settings from the embedded benchmark (docs/demo.md, docs/benchmarks.md):
+        # Settings from the demo (docs/demo.md, docs/benchmarks.md):
         # * target_norm='channel': each teacher channel standardised first, so every term is of
         #   order 1 on any teacher (an untrained R101's FPN reaches 1e5) and the weights below
         #   mean the same on every network;
         # * ae_channels=128 and 3 DDIM steps: the denoiser works on half the channels for 3
         #   steps, which keeps an iteration within 1.15x of FitNet's (5 steps without AE:
-        #   1.26-1.38x); the embedded benchmark's variant of the same kind (half-width AE,
+        #   1.26-1.38x); the demo's variant of the same kind (half-width AE,
         #   3 steps) is in docs/demo.md;
         # * KD weight 1: the best of {1, 3, 10} on the embedded detection benchmark's
         #   held-out seed; diffusion and AE terms 1, as the official code.

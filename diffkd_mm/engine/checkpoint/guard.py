@@ -2,26 +2,16 @@
 import contextlib
 import logging
 import os
-from typing import Dict, Iterator, Optional
+from typing import Dict, Optional
 
 import torch
 import torch.hub
 from mmengine.logging import print_log
 
+from ...patches import swapped
 from .errors import OfflineCheckpointError
 from .files import TRUST_ENV, load_safely, save_checkpoint_atomic, trust_requested
 from .weights import check_weights_match
-
-
-@contextlib.contextmanager
-def _swapped(owner, name: str, value) -> Iterator[None]:
-    """Set ``owner.name = value`` for the block, then put back exactly what was there."""
-    original = vars(owner)[name] if isinstance(owner, type) else getattr(owner, name)
-    setattr(owner, name, value)
-    try:
-        yield
-    finally:
-        setattr(owner, name, original)
 
 
 class CheckpointGuard:
@@ -42,7 +32,8 @@ class CheckpointGuard:
       one is saved: mmengine removes it first, so a kill or a full disk during the save of the
       new one would leave no checkpoint at all with ``max_keep_ckpts=1``.
 
-    All errors are :class:`CheckpointError`; entry points turn them into a one-line exit.
+    The swaps that do it are listed in :mod:`diffkd_mm.patches`. All errors are
+    :class:`CheckpointError`; entry points turn them into a one-line exit.
 
     Args:
         cfg (Config, optional): The run's config, to name the key a checkpoint comes from.
@@ -147,7 +138,7 @@ class CheckpointGuard:
             (runner_mod, 'save_checkpoint', atomic_save),  # Runner.save_checkpoint's name
             (mmengine.runner, 'save_checkpoint', atomic_save))  # CheckpointHook's publish
         for owner, name, value in swaps:
-            stack.enter_context(_swapped(owner, name, value))
+            stack.enter_context(swapped(owner, name, value, patch='checkpoint-guard'))
         self._stack = stack
         if self.trust:
             print_log(

@@ -37,11 +37,19 @@ def _tensors(feature: Features) -> Tuple[torch.Tensor, ...]:
 
 
 class _LinkedConnector(BaseConnector):
-    """A DiffKD connector: its name in ``connectors``, known once a DiffKDDistiller links it."""
+    """A DiffKD connector: its name in ``connectors`` and the loss entry that trains it, known
+    once a DiffKDDistiller links it (:meth:`bind`)."""
 
     def __init__(self, init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg)
         self.connector_name: Optional[str] = None
+        self.trained_by: Optional[str] = None
+
+    def bind(self, name: str, trained_by: Optional[str] = None) -> None:
+        """Tell the connector its key in ``connectors`` and the ``DiffKDDiffusionLoss`` entry
+        that trains it (None: none does), for its logs, its messages and its checks."""
+        self.connector_name = name
+        self.trained_by = trained_by
 
     @property
     def owner(self) -> str:
@@ -104,7 +112,6 @@ class DiffKDStudentConnector(_LinkedConnector):
         # Weights saved when the denoisers were called branches (a DiffKDLoss's branches hold
         # a denoiser and a target each; these hold denoisers only).
         register_legacy_keys(self, ((r'^branches\.', 'denoisers.'), ))
-        self.linked = False  # set by DiffKDDistiller when a diffusion loss trains the predictor
 
     def denoiser(self, level: int) -> DiffKDDenoiser:
         """The :class:`DiffKDDenoiser` that serves feature level ``level``."""
@@ -129,7 +136,7 @@ class DiffKDStudentConnector(_LinkedConnector):
         Returns:
             Tensor | tuple[Tensor]: The refined feature(s), (B, L, ...) in the input's layout.
         """
-        if self.training and not self.linked:
+        if self.training and self.trained_by is None:
             raise RuntimeError(
                 f'{self.owner}: no DiffKDDiffusionLoss trains this connector\'s noise predictor. '
                 'Use distiller type=\'DiffKDDistiller\' and add an entry to distill_losses, '

@@ -92,13 +92,14 @@ class DiffKDDistiller(ConfigurableDistiller):
                         arg: self._describe_source(record)
                         for arg, record in self.loss_forward_mappings.get(name, {}).items()
                     })
+        trained_by = self._link_diffusion_losses()
         for name, connector in self.connectors.items():
             if isinstance(connector, (DiffKDStudentConnector, DiffKDTeacherConnector)):
-                connector.connector_name = name
-        self._link_diffusion_losses()
+                connector.bind(name, trained_by.get(name))
 
     # ------------------------------------------------------------------ connectors
-    def _link_diffusion_losses(self) -> None:
+    def _link_diffusion_losses(self) -> Dict[str, str]:
+        """Link each diffusion entry to its connectors; ``{connector: entry that trains it}``."""
         trained_by: Dict[str, str] = {}
         for name, loss in self.distill_losses.items():
             if not isinstance(loss, DiffKDDiffusionLoss):
@@ -142,6 +143,7 @@ class DiffKDDistiller(ConfigurableDistiller):
                         f'({type(found).__name__}) is trained by no DiffKDDiffusionLoss entry; '
                         f'add one to distill_losses: dict(type=\'DiffKDDiffusionLoss\', '
                         'student_connector=..., teacher_connector=...).')
+        return trained_by
 
     def _connector(self, loss_name: str, key: str, connector: str, expected: type):
         found = self.connectors[connector] if connector in self.connectors else None

@@ -78,9 +78,9 @@ class DiffKDDiffusionLoss(MultiTermLoss):
         self._links = None
 
     def link(self, student, teacher=None) -> None:
-        """Attach the connectors this entry trains (called by DiffKDDistiller)."""
+        """Attach the connectors this entry trains (called by DiffKDDistiller, which also tells
+        the connectors, through their ``bind``)."""
         self._links = (student, teacher)
-        student.linked = True
 
     def forward(self, target: Features, teacher_feat: Optional[Features] = None) -> torch.Tensor:
         """Diffusion loss on the teacher target(s), plus the AE's reconstruction loss.

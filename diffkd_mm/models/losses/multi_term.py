@@ -44,13 +44,15 @@ class MultiTermLoss(nn.Module):
         #: argument is recorded, for logs and error messages: see :meth:`bind_entry`.
         self.loss_name: Optional[str] = None
         self.input_sources: Dict[str, str] = {}
+        self._said_unnamed = False
 
     def bind_entry(self, name: str, input_sources: Optional[Dict[str, str]] = None) -> None:
         """Tell the loss its entry name and the recorded source of each input.
 
-        Every ``ConfigurableDistiller`` (and distiller derived from it) calls it with the entry
-        name when it builds its losses (see :mod:`diffkd_mm.compat`); ``DiffKDDistiller`` adds
-        the sources. Unnamed, the loss still works but logs only its sum.
+        ``DiffKDDistiller`` calls it with the entry name and the sources when it builds its
+        losses; in other mmrazor distillers, :class:`~diffkd_mm.engine.DistillLossNamesHook`
+        calls it with the name before training. Unnamed, the loss still works; mmengine logs
+        its sum, and the loss says once that its terms are not logged.
         """
         self.loss_name = name
         self.input_sources = dict(input_sources or {})
@@ -80,6 +82,14 @@ class MultiTermLoss(nn.Module):
         stats = stats or {}
         check = self.nonfinite != 'ignore'
         log = self.training and self.loss_name is not None
+        if self.training and self.loss_name is None and not self._said_unnamed:
+            self._said_unnamed = True
+            print_log(
+                f'{type(self).__name__}: its entry name in distill_losses is unknown, so only '
+                'its sum is logged; for each term\'s log, use distiller type=\'DiffKDDistiller\' '
+                'or add dict(type=\'DistillLossNamesHook\') to custom_hooks.',
+                logger='current',
+                level=logging.INFO)
         if check or log:
             per_level = [v.detach().float().reshape(1) for vs in terms.values() for v in vs]
             logged = [v.detach().float().reshape(1) for v in (*weighted.values(), *stats.values())]

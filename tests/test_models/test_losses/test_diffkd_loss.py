@@ -71,10 +71,17 @@ def test_fpn_tuple_one_entry_terms_and_weights():
     torch.testing.assert_close(total, 2.0 * kd + 0.5 * ddim + 3.0 * ae)
 
 
-def test_any_distiller_gets_a_tensor_and_the_terms_are_logged_under_the_entry_name():
-    """In mmrazor's stock ConfigurableDistiller, the entry learns its name from the loop that
-    calls it: each term is logged as distill.<entry>_<term>."""
+def test_any_distiller_gets_a_tensor_and_the_hook_names_the_logged_terms(monkeypatch):
+    """In mmrazor's stock ConfigurableDistiller the entry trains unnamed (mmengine logs its sum)
+    and says once that its terms are not logged; once DistillLossNamesHook has told it its
+    name, each term is logged as distill.<entry>_<term>."""
+    from types import SimpleNamespace
+
+    from diffkd_mm.engine import DistillLossNamesHook
+    from diffkd_mm.models.losses import multi_term
     from mmrazor.models.distillers import ConfigurableDistiller
+    said = []
+    monkeypatch.setattr(multi_term, 'print_log', lambda message, **kwargs: said.append(message))
     hub = MessageHub.get_instance(f'test_diffkd_loss_{next(_hubs)}')
     distiller = ConfigurableDistiller(
         student_recorders=dict(s=dict(type='ModuleOutputs', source='0')),
@@ -93,8 +100,12 @@ def test_any_distiller_gets_a_tensor_and_the_terms_are_logged_under_the_entry_na
     x = torch.randn(2, 3, 4, 4)
     with distiller.student_recorders, distiller.teacher_recorders:
         student(x), teacher(x)
+    for _ in range(2):
+        assert isinstance(distiller.compute_distill_losses()['loss_diffkd_neck'], torch.Tensor)
+    assert len(said) == 1 and 'DistillLossNamesHook' in said[0]
+    assert not any('loss_diffkd_neck_' in k for k in hub.log_scalars)
+    DistillLossNamesHook().before_train(SimpleNamespace(model=distiller))
     losses = distiller.compute_distill_losses()
-    assert isinstance(losses['loss_diffkd_neck'], torch.Tensor)
     names = {k for k in hub.log_scalars}
     assert {
         'train/distill.loss_diffkd_neck_kd', 'train/distill.loss_diffkd_neck_ddim',

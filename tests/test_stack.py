@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import diffkd_mm
-from diffkd_mm import compat
+from diffkd_mm import patches
 
 
 def test_version():
@@ -21,25 +21,23 @@ def test_stack_imports_after_diffkd_mm():
             'register_all_modules()\n'
             'from mmrazor.models import SingleTeacherDistill, ConfigurableDistiller\n'
             'from mmcv.ops import nms, RoIAlign\n'
-            'print("OK", diffkd_mm.compat.QUANTIZATION_IMPORT_ERROR is not None)\n')
+            'print("OK", diffkd_mm.patches.QUANTIZATION_IMPORT_ERROR is not None)\n')
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip().startswith('OK')
 
 
-def test_compat_is_idempotent():
-    """Applied again, nothing is re-imported or wrapped twice."""
-    import sys
-
+def test_stand_in_is_applied_once_and_mmrazor_is_left_as_it_is():
+    """Applied again, nothing is re-imported; mmrazor's distiller is its own class, unwrapped."""
     from mmrazor.models.distillers import ConfigurableDistiller
-    before = compat.QUANTIZATION_IMPORT_ERROR
+    before = patches.QUANTIZATION_IMPORT_ERROR
     structures = sys.modules['mmrazor.structures']
-    build = ConfigurableDistiller.build_distill_losses
-    assert compat.apply() is (before is not None)
-    compat.name_distill_losses()
-    assert compat.QUANTIZATION_IMPORT_ERROR is before
+    assert patches.apply() is (before is not None)
+    assert patches.QUANTIZATION_IMPORT_ERROR is before
     assert sys.modules['mmrazor.structures'] is structures
-    assert ConfigurableDistiller.build_distill_losses is build
+    build = ConfigurableDistiller.build_distill_losses
+    assert build.__module__ == 'mmrazor.models.distillers.configurable_distiller'
+    assert not hasattr(build, '__wrapped__')
 
 
 def test_mmcv_compiled_ops_run():
@@ -56,12 +54,12 @@ def test_mmcv_compiled_ops_run():
 
 
 @pytest.mark.skipif(
-    compat.QUANTIZATION_IMPORT_ERROR is None,
+    patches.QUANTIZATION_IMPORT_ERROR is None,
     reason='mmrazor quantization imports natively on this torch')
 def test_stubbed_quantization_api_raises_clearly():
     from mmrazor.structures.quantization import BackendConfigs
     from mmrazor.structures.quantization.backend_config import get_native_backend_config
-    with pytest.raises(compat.MMRazorQuantizationUnavailable, match='diffkd_mm/compat.py'):
+    with pytest.raises(patches.MMRazorQuantizationUnavailable, match='diffkd_mm/patches.py'):
         BackendConfigs['native']
     with pytest.raises(ImportError, match='mmrazor 1.0.0.*quantization'):
         get_native_backend_config()
@@ -91,20 +89,22 @@ def test_single_teacher_distill_train_step_on_cpu():
     assert any(not torch.equal(b, p) for b, p in zip(before, algo.student.parameters()))
 
 
-def test_stock_distiller_tells_its_losses_their_entry_names():
-    """mmrazor 1.0.0's ConfigurableDistiller builds its losses in build_distill_losses, which
-    compat wraps: every DiffKD entry knows its key once the distiller is built, before any
-    call, and other losses are left alone. Written against mmrazor 1.0.0."""
-    import mmrazor
-    from mmrazor.models.distillers import ConfigurableDistiller
-    assert mmrazor.__version__ == '1.0.0', 'check name_distill_losses against this mmrazor'
-    distiller = ConfigurableDistiller(
-        distill_losses=dict(
-            loss_fpn=dict(type='DiffKDLoss', student_channels=4, teacher_channels=8),
-            loss_l2=dict(type='L2Loss')))
-    assert distiller.distill_losses['loss_fpn'].loss_name == 'loss_fpn'
-    assert not hasattr(distiller.distill_losses['loss_l2'], 'loss_name')
-    wrapped = ConfigurableDistiller.build_distill_losses
-    compat.name_distill_losses()  # idempotent: wraps once
-    assert ConfigurableDistiller.build_distill_losses is wrapped
-    assert not hasattr(wrapped.__wrapped__, '__wrapped__')
+def test_stock_distiller_entries_are_named_by_the_hook_only_when_asked():
+    """mmrazor 1.0.0's ConfigurableDistiller keeps each entry's key to itself: a DiffKD entry is
+    unnamed (its sum still trains and is logged) until DistillLossNamesHook tells it, before
+    training; other losses and entries named already are left alone."""
+    from types import SimpleNamespace
+
+    from diffkd_mm.engine import DistillLossNamesHook
+    from diffkd_mm.testing import toy_distill_cfg
+    from mmrazor.registry import MODELS
+    algo = MODELS.build(toy_distill_cfg(distiller_type='ConfigurableDistiller'))
+    algo.distiller.distill_losses['loss_l2'] = MODELS.build(dict(type='L2Loss'))
+    entry = algo.distiller.distill_losses['loss_diffkd']
+    assert entry.loss_name is None
+    DistillLossNamesHook().before_train(SimpleNamespace(model=algo))
+    assert entry.loss_name == 'loss_diffkd'
+    assert not hasattr(algo.distiller.distill_losses['loss_l2'], 'loss_name')
+    entry.bind_entry('loss_mine')
+    DistillLossNamesHook().before_train(SimpleNamespace(model=algo))
+    assert entry.loss_name == 'loss_mine'
