@@ -53,6 +53,13 @@ diffkd_mm's own module) returns files whose writes fail with ``ENOSPC``.
 *Why*: to show that every writer survives a full disk. *Without it*: never imported by the
 package.
 
+**5. ``official-code-on-cpu``: the official DiffKD code on a machine without CUDA**
+(``tools/analysis_tools/recipe_parity.py`` only, while it builds the official training setup).
+*What*: ``torch.nn.Module.cuda`` returns the module unchanged.
+*Why*: the official loss wrapper moves its DiffKD modules with a hard-coded ``.cuda()``; the
+parity check compares on CPU. *Without it*: run the tool on a machine with CUDA, where nothing
+is swapped.
+
 Not patched: how DiffKD's losses learn their entry name in ``distill_losses`` (for their
 per-term logs). ``DiffKDDistiller`` tells them; in any other mmrazor distiller the
 :class:`~diffkd_mm.engine.DistillLossNamesHook` does, when the config asks for it
@@ -159,7 +166,8 @@ def apply() -> bool:
 
 
 #: The changes above, by the name that :func:`swapped` takes.
-PATCHES = ('mmrazor-quantization-standin', 'checkpoint-guard', 'console', 'simulated-full-disk')
+PATCHES = ('mmrazor-quantization-standin', 'checkpoint-guard', 'console', 'simulated-full-disk',
+           'official-code-on-cpu')
 
 _MISSING = object()
 

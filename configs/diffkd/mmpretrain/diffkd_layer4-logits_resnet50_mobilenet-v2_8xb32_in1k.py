@@ -1,5 +1,6 @@
-# DiffKD: ResNet-50 (76.55) -> MobileNetV2, ImageNet-1k, B1 recipe (8 GPUs x 32, SGD 0.1,
-# 100 epochs, steps at 30/60/90). The paper's pair is ResNet-50 -> MobileNetV1 (73.24 in the
+# DiffKD: ResNet-50 (76.55) -> MobileNetV2, ImageNet-1k, B1 recipe (8 GPUs x 32, SGD 0.1 with
+# Nesterov momentum and no decay on norms and biases, as the base config; 100 epochs, steps at
+# 30/60/90). The paper's pair is ResNet-50 -> MobileNetV1 (73.24 in the
 # official code); mmpretrain 1.2 has no MobileNetV1, so the student is MobileNetV2 (its 71.86 in
 # mmpretrain's zoo is from a 300-epoch recipe: not a baseline for this one).
 # Features: teacher layer4 (2048, 7x7, compressed to 1024 by the AE) and the student's last conv
