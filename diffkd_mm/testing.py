@@ -1,5 +1,6 @@
-"""Test helpers: tiny mmengine models (conv backbone + linear head), a parameter-digest hook, a
-hook that stalls one rank (for a test to kill it) and a full disk, simulated.
+"""Test helpers: tiny mmengine models (conv backbone + linear head), synthetic batches of the
+three tasks, a parameter-digest hook, a hook that stalls one rank (for a test to kill it) and a
+full disk, simulated.
 
 Imported on demand only (not by `import diffkd_mm`), so `ToyClassifier` is registered only for
 the code that asks for it.
@@ -74,6 +75,55 @@ def toy_distill_cfg(distiller_type='DiffKDDistiller',
                 loss_diffkd=dict(
                     preds_S=dict(from_student=True, recorder='feat'),
                     preds_T=dict(from_student=False, recorder='feat')))))
+
+
+def _det_batch(num_classes, size=128):
+    from mmdet.testing import demo_mm_inputs
+    return demo_mm_inputs(
+        batch_size=2, image_shapes=(3, size, size), num_items=[3, 2], num_classes=num_classes)
+
+
+def _seg_batch(num_classes, size=128):
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+    g = torch.Generator().manual_seed(0)
+    inputs, samples = [], []
+    for _ in range(2):
+        inputs.append(torch.randint(0, 256, (3, size, size), generator=g, dtype=torch.uint8))
+        sample = SegDataSample(
+            metainfo=dict(img_shape=(size, size), ori_shape=(size, size), pad_shape=(size, size)))
+        sample.gt_sem_seg = PixelData(
+            data=torch.randint(0, num_classes, (1, size, size), generator=g))
+        samples.append(sample)
+    return dict(inputs=inputs, data_samples=samples)
+
+
+def _cls_batch(num_classes, size):
+    from mmpretrain.structures import DataSample
+    g = torch.Generator().manual_seed(0)
+    inputs = [
+        torch.randint(0, 256, (3, size, size), generator=g, dtype=torch.uint8) for _ in range(2)
+    ]
+    samples = [
+        DataSample().set_gt_label(torch.randint(0, num_classes, (1, ), generator=g))
+        for _ in range(2)
+    ]
+    return dict(inputs=inputs, data_samples=samples)
+
+
+def synthetic_batch(student) -> dict:
+    """A 2-image batch in the format of the student's task (mmdet, mmseg or mmpretrain), for
+    ``train_step``: uint8 images at a reduced size, labels drawn from a fixed seed."""
+    task = type(student).__module__.split('.')[0]
+    if task == 'mmdet':
+        head = getattr(student, 'bbox_head', None) or student.roi_head.bbox_head
+        return _det_batch(head.num_classes)
+    if task == 'mmseg':
+        return _seg_batch(student.decode_head.num_classes)
+    if task == 'mmpretrain':
+        size = 32 if 'CIFAR' in type(student.backbone).__name__ else 64
+        return _cls_batch(student.head.num_classes, size)
+    raise AssertionError(f'no synthetic batch for a {task} student ({type(student)})')
 
 
 @HOOKS.register_module(force=True)

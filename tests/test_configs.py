@@ -17,6 +17,7 @@ from mmengine.optim import OptimWrapper
 from mmengine.registry import HOOKS
 
 import diffkd_mm
+from diffkd_mm.testing import synthetic_batch
 from mmrazor.registry import MODELS
 
 # Every shipped config built and trained one step: minutes on a CPU (see pytest.ini).
@@ -30,54 +31,6 @@ CONFIGS = sorted(
 
 def test_configs_were_found():
     assert len(CONFIGS) >= 16, CONFIGS
-
-
-def _det_batch(num_classes, size=128):
-    from mmdet.testing import demo_mm_inputs
-    return demo_mm_inputs(
-        batch_size=2, image_shapes=(3, size, size), num_items=[3, 2], num_classes=num_classes)
-
-
-def _seg_batch(num_classes, size=128):
-    from mmengine.structures import PixelData
-    from mmseg.structures import SegDataSample
-    g = torch.Generator().manual_seed(0)
-    inputs, samples = [], []
-    for _ in range(2):
-        inputs.append(torch.randint(0, 256, (3, size, size), generator=g, dtype=torch.uint8))
-        sample = SegDataSample(
-            metainfo=dict(img_shape=(size, size), ori_shape=(size, size), pad_shape=(size, size)))
-        sample.gt_sem_seg = PixelData(
-            data=torch.randint(0, num_classes, (1, size, size), generator=g))
-        samples.append(sample)
-    return dict(inputs=inputs, data_samples=samples)
-
-
-def _cls_batch(num_classes, size):
-    from mmpretrain.structures import DataSample
-    g = torch.Generator().manual_seed(0)
-    inputs = [
-        torch.randint(0, 256, (3, size, size), generator=g, dtype=torch.uint8) for _ in range(2)
-    ]
-    samples = [
-        DataSample().set_gt_label(torch.randint(0, num_classes, (1, ), generator=g))
-        for _ in range(2)
-    ]
-    return dict(inputs=inputs, data_samples=samples)
-
-
-def synthetic_batch(student):
-    """A 2-image batch in the student's task format."""
-    task = type(student).__module__.split('.')[0]
-    if task == 'mmdet':
-        head = getattr(student, 'bbox_head', None) or student.roi_head.bbox_head
-        return _det_batch(head.num_classes)
-    if task == 'mmseg':
-        return _seg_batch(student.decode_head.num_classes)
-    if task == 'mmpretrain':
-        size = 32 if 'CIFAR' in type(student.backbone).__name__ else 64
-        return _cls_batch(student.head.num_classes, size)
-    raise AssertionError(f'no synthetic batch for a {task} student ({type(student)})')
 
 
 @pytest.mark.parametrize('path', CONFIGS, ids=[osp.relpath(p, ROOT) for p in CONFIGS])

@@ -14,7 +14,7 @@ import sys
 import diffkd_mm  # noqa: F401  (mmrazor stand-in + registrations first)
 from diffkd_mm.demo import (METHODS, SCHEDULE_PROFILES, SCHEDULES, TASKS, DemoSettings,
                             ResumeConflict, TaskSeedsFailed, check_configs, run_demo)
-from diffkd_mm.engine import exit_on_full_disk
+from diffkd_mm.engine import DEVICE_CHOICES, exit_on_full_disk, select_device
 
 
 def _describe(schedules) -> str:
@@ -83,6 +83,12 @@ def parse_args(argv=None):
         'finished runs are reused, the rest trained, the report written again; the options '
         'must be those it was run with')
     p.add_argument(
+        '--device',
+        choices=DEVICE_CHOICES,
+        default='auto',
+        help='what trains every run: cuda, cpu, or auto (default: CUDA when a device is '
+        'visible); each record names the device')
+    p.add_argument(
         '--quick',
         action='store_true',
         help='a smoke run of the whole flow: a few iterations on a few images (--schedule '
@@ -101,6 +107,10 @@ def main(argv=None) -> int:
     if args.quick and args.schedule not in ('main', 'quick'):
         sys.exit(f'run_demo.py: --quick is --schedule quick; it cannot go with --schedule '
                  f'{args.schedule}')
+    try:
+        select_device(args.device)
+    except (ValueError, RuntimeError) as err:
+        sys.exit(f'run_demo.py: {err}')
     profile = 'quick' if args.quick else args.schedule
     schedules = dict(SCHEDULE_PROFILES[profile])
     for task in tasks:

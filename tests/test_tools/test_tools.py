@@ -133,7 +133,16 @@ def test_slurm_scripts_call_srun_with_our_tools(tmp_path, script, args):
     ('test.py', ['--work-dir', '--cfg-options', '--launcher', '--local_rank']),
     ('run_demo.py', [
         '--work-dir', '--task', '--seeds', '--methods', '--loss-weight', '--teacher-iters',
-        '--student-iters', '--quick', '--schedule', '--jobs', '--parallel', '--resume', '--verbose'
+        '--student-iters', '--quick', '--schedule', '--jobs', '--parallel', '--resume', '--verbose',
+        '--device'
+    ]),
+    ('analysis_tools/convergence_curve.py', [
+        '--task', '--method', '--seed', '--iters', '--val-interval', '--num-train', '--num-val',
+        '--teacher-ckpt', '--loss-weight', '--work-dir', '--device'
+    ]),
+    ('analysis_tools/recipe_parity.py', [
+        '--official', '--size', '--batch', '--seed', '--dtype', '--official-commit', '--tolerance',
+        '--write-golden'
     ]),
     ('analysis_tools/paired_results.py', ['--plot', '--select', '--reference', '--finalists']),
     ('model_converters/convert_kd_ckpt_to_student.py', ['--force']),

@@ -25,7 +25,9 @@ from diffkd_mm.datasets import ensure_dataset
 from diffkd_mm.demo.configs import build_cfg, config_path, default_config_dir, set_loss_weights
 from diffkd_mm.demo.console import Console
 from diffkd_mm.demo.settings import SCHEDULES, TASK_METRICS, TASKS
-from diffkd_mm.engine import CheckpointError, load_checkpoint_file, save_checkpoint_atomic
+from diffkd_mm.demo.training import device_name
+from diffkd_mm.engine import (DEVICE_CHOICES, CheckpointError, load_checkpoint_file,
+                              save_checkpoint_atomic, select_device)
 from diffkd_mm.fileio import atomic_write_text, save_figure
 
 
@@ -44,7 +46,7 @@ class ValidationCurve(Hook):
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--task', choices=TASKS, required=True)
+    parser.add_argument('--task', choices=TASKS, required=True, help='det or seg')
     parser.add_argument(
         '--method', required=True, help='teacher, student, fitnet, pkd, diffkd, ...')
     parser.add_argument('--seed', type=int, required=True, help='its data and initialisation')
@@ -63,7 +65,15 @@ def parse_args(argv=None):
         type=float,
         help='loss_weight of every distillation entry of a KD student (DiffKD: its matching '
         'term), as run_demo.py --loss-weight (default: the config\'s)')
-    parser.add_argument('--work-dir', default='work_dirs/convergence')
+    parser.add_argument(
+        '--work-dir',
+        default='work_dirs/convergence',
+        help='parent folder; each run writes <task>_<method>_seed<seed>_<iters>it/<time>/')
+    parser.add_argument(
+        '--device',
+        choices=DEVICE_CHOICES,
+        default='auto',
+        help='cuda, cpu, or auto (default: CUDA when a device is visible); curve.json names it')
     args = parser.parse_args(argv)
     for name in ('iters', 'val_interval', 'num_train', 'num_val'):
         value = getattr(args, name)
@@ -81,6 +91,10 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    try:
+        select_device(args.device)
+    except (ValueError, RuntimeError) as err:
+        sys.exit(f'convergence_curve.py: {err}')
     sched = SCHEDULES[args.task]
     data = ensure_dataset(
         args.task,
@@ -137,7 +151,8 @@ def main(argv=None) -> int:
                 iters=iters,
                 values=values,
                 num_train=args.num_train or sched.num_train,
-                num_val=args.num_val or sched.num_val),
+                num_val=args.num_val or sched.num_val,
+                device=device_name()),
             indent=1) + '\n')
     import matplotlib
     matplotlib.use('Agg')
