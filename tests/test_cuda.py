@@ -63,9 +63,10 @@ def test_branch_on_cuda_computes_what_it_computes_on_cpu(exact_cuda_math):
             timesteps=steps.to(device))
         total = (out.refined - out.target).pow(2).mean() + out.loss_ddim + out.loss_ae
         total.backward()
-        outputs.append((out.refined.detach(), total.detach(), s.grad,
-                        {n: p.grad
-                         for n, p in branch.named_parameters() if p.grad is not None}))
+        outputs.append((out.refined.detach(), total.detach(), s.grad, {
+            n: p.grad
+            for n, p in branch.named_parameters() if p.grad is not None
+        }))
     (refined, total, grad, grads), (refined_gpu, total_gpu, grad_gpu, grads_gpu) = outputs
     torch.testing.assert_close(refined_gpu.cpu(), refined, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(total_gpu.cpu(), total, rtol=1e-5, atol=1e-6)

@@ -211,7 +211,11 @@ def build_variant(cfg: Config, kind: str, device: str):
     return model, optim
 
 
-def synthetic_det_batch(size, batch):
+def synthetic_det_batch(size, batch, width=None):
+    """A COCO-like detection batch of ``batch`` images, ``size`` x ``width`` (default square)."""
     from mmdet.testing import demo_mm_inputs
     return demo_mm_inputs(
-        batch_size=batch, image_shapes=(3, size, size), num_items=[5] * batch, num_classes=80)
+        batch_size=batch,
+        image_shapes=(3, size, width or size),
+        num_items=[5] * batch,
+        num_classes=80)

@@ -49,7 +49,12 @@ def parse_args(argv=None):
         '--size',
         type=int,
         default=256,
-        help='square input size in pixels (default 256 on CPU; 800 for COCO-like)')
+        help='input height in pixels, and width unless --width (default 256 on CPU; 800 for '
+        'COCO-like)')
+    p.add_argument(
+        '--width',
+        type=int,
+        help='input width in pixels (default: --size; 1333 with --size 800 is COCO\'s test scale)')
     p.add_argument('--batch', type=int, default=2, help='images per iteration (default 2)')
     p.add_argument('--iters', type=int, default=5, help='timed iterations, median (default 5)')
     p.add_argument('--warmup', type=int, default=2, help='untimed iterations first (default 2)')
@@ -128,25 +133,27 @@ def main(argv=None) -> int:
     device = 'cuda' if torch.cuda.is_available() else 'cpu'
     torch.manual_seed(0)
     cfg = Config.fromfile(PAIRS[args.pair])
-    data = synthetic_det_batch(args.size, args.batch)
+    width = args.width or args.size
+    data = synthetic_det_batch(args.size, args.batch, width)
     autocast = torch.autocast(device, dtype=torch.float16 if device == 'cuda' else torch.bfloat16) \
         if args.amp else contextlib.nullcontext()
     machine = (
         torch.cuda.get_device_name() if device == 'cuda' else
         f'{platform.processor() or platform.machine()}, {os.cpu_count()} CPU threads')
-    print(f'[bench] {args.pair}, input {args.size}x{args.size}, batch {args.batch}, {device} '
+    print(f'[bench] {args.pair}, input {args.size}x{width}, batch {args.batch}, {device} '
           f'({machine}), median of {args.iters} after {args.warmup} warm-up, amp={args.amp}')
     with autocast:
         rows = measure_variants(cfg, data, args, device)
     memory = ('peak CUDA memory of one iteration above the resident weights.' if device == 'cuda'
               else 'bytes saved by autograd for backward (activation memory) in one iteration.')
     lines = cost_table(
-        f'DiffKD training cost: {args.pair}, {args.size}x{args.size}, batch {args.batch}',
+        f'DiffKD training cost: {args.pair}, {args.size}x{width}, batch {args.batch}',
         f'Device: {device} ({machine}); torch {torch.__version__}; median of {args.iters} '
         f'iterations after {args.warmup}; amp={args.amp}. Memory: {memory}', rows)
     result = dict(
         pair=args.pair,
         size=args.size,
+        width=width,
         batch=args.batch,
         device=device,
         machine=machine,
