@@ -165,7 +165,7 @@ def apply() -> bool:
     return True
 
 
-#: The changes above, by the name that :func:`swapped` takes.
+#: The names of the changes above (:func:`swapped` takes one of them for each swap it makes).
 PATCHES = ('mmrazor-quantization-standin', 'checkpoint-guard', 'console', 'simulated-full-disk',
            'official-code-on-cpu')
 
