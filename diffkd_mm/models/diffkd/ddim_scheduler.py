@@ -114,6 +114,10 @@ class DDIMScheduler(nn.Module):
             'noising_coefs',
             torch.stack([self.sqrt_alphas_cumprod, self.sqrt_one_minus_alphas_cumprod], dim=1),
             persistent=False)
+        #: ``(sqrt(ab_t0), sqrt(1 - ab_t0))`` at the loop's first timestep as Python numbers
+        #: (float32 values), for a variance-preserving start point: no buffer indexed by a
+        #: buffer, which would read the index back to the host (and break a captured graph).
+        self.start_factors = tuple(self.noising_coefs[int(timesteps[0])].tolist())
 
     def add_noise(self, x0: torch.Tensor, noise: torch.Tensor,
                   timesteps: torch.Tensor) -> torch.Tensor:

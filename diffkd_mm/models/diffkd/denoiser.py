@@ -34,21 +34,20 @@ class PredictorAverage(nn.Module):
         for name, weight in module.named_parameters():
             self.register_buffer(self._buffers_of[name], weight.detach().clone())
         self.register_buffer('initialized', torch.zeros((), dtype=torch.bool))
-        self._initialized_seen = False  # spares a host sync per call once it is True
 
     @torch.no_grad()
     def update(self, module: nn.Module, momentum: float) -> None:
-        """``avg <- momentum * avg + (1 - momentum) * weights``; the first call copies."""
-        self._initialized_seen = self._initialized_seen or bool(self.initialized)
+        """``avg <- momentum * avg + (1 - momentum) * weights``; the first call copies.
+
+        One fused update for all weights (on a GPU, one launch instead of one per tensor), and
+        nothing read back to the host: the new weights' share is ``1 - momentum`` once
+        ``initialized`` is set and 1 (a copy) before, chosen on the device.
+        """
         params = list(module.named_parameters())
         averages = [getattr(self, self._buffers_of[name]) for name, _ in params]
         weights = [weight.detach() for _, weight in params]
-        if self._initialized_seen:
-            # One fused update for all weights: on a GPU, one launch instead of one per tensor.
-            torch._foreach_lerp_(averages, weights, 1.0 - momentum)
-        else:
-            for average, weight in zip(averages, weights):
-                average.copy_(weight)
+        share = torch.where(self.initialized, 1.0 - momentum, 1.0).to(averages[0].dtype)
+        torch._foreach_lerp_(averages, weights, [share] * len(averages))
         self.initialized.fill_(True)
 
     def weights(self) -> Dict[str, torch.Tensor]:
@@ -202,10 +201,8 @@ class DiffKDDenoiser(nn.Module):
                      noise: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """Step 2: the loop's start point and ``g`` (B,), the weight of the student feature."""
         if self.noise_adapter is None:  # 'vp': the forward process at the loop's first t
-            t0 = self.scheduler.timesteps[0]
-            signal = self.scheduler.sqrt_alphas_cumprod[t0].to(student_latent.dtype)
-            spread = self.scheduler.sqrt_one_minus_alphas_cumprod[t0].to(student_latent.dtype)
-            gate = signal.expand(student_latent.shape[0])
+            signal, spread = self.scheduler.start_factors
+            gate = student_latent.new_full((student_latent.shape[0], ), signal, dtype=torch.float32)
             return signal * student_latent + spread * noise, gate
         gate = self.noise_adapter(student_latent)
         g = gate.view(-1, *(1, ) * (student_latent.dim() - 1)).to(student_latent.dtype)

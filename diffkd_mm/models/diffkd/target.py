@@ -1,4 +1,5 @@
 """DiffKD's teacher side: the target, the teacher feature optionally standardised and encoded."""
+import math
 from typing import Optional, Tuple
 
 import torch
@@ -28,7 +29,7 @@ def resolve_target_norm(target_norm: Optional[str], teacher_map: torch.Tensor) -
     temperature sets, and which standardising over the batch alone would distort.
     """
     if target_norm == 'auto':
-        return 'channel' if teacher_map.shape[2:].numel() > 1 else None
+        return 'channel' if math.prod(teacher_map.shape[2:]) > 1 else None
     return target_norm
 
 
