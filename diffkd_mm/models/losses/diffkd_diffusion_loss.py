@@ -95,18 +95,18 @@ class DiffKDDiffusionLoss(MultiTermLoss):
         Returns:
             Tensor: the weighted sum of the diffusion and AE terms, a scalar.
         """
-        return self.reduce_terms(
-            self._terms(target, teacher_feat),
-            dict(ddim=self.ddim_loss_weight, ae=self.ae_loss_weight))
+        return self.reduce_terms(self._terms(target, teacher_feat), self._term_weights)
 
     def teacher_side_terms(self,
                            target: Features,
                            teacher_feat: Optional[Features] = None) -> Dict[str, torch.Tensor]:
         """:meth:`forward`'s terms, weighted and without logging, for a denoiser warm-up
         (:class:`~diffkd_mm.engine.DiffKDWarmupHook`): ``ddim`` and, with an AE, ``ae``."""
-        return weighted_terms(
-            self._terms(target, teacher_feat),
-            dict(ddim=self.ddim_loss_weight, ae=self.ae_loss_weight))
+        return weighted_terms(self._terms(target, teacher_feat), self._term_weights)
+
+    @property
+    def _term_weights(self) -> Dict[str, float]:
+        return dict(ddim=self.ddim_loss_weight, ae=self.ae_loss_weight)
 
     def teacher_side_modules(self) -> List[nn.Module]:
         """What the entry trains: the student connector's noise predictors and the teacher
