@@ -159,10 +159,18 @@ DIFFKD_OPTIONS = dict(
     diffkd_prematch=dict(student_match_weight=1.0),
     diffkd_kdproof=dict(kd_trains_predictor=False, kd_predictor_ema=0.99, start_noise='vp'),
     diffkd_pull=dict(denoised_pull_weight=1.0),
+    # Graph mode (docs/benchmarks.md): the same math, each level's branch replayed as CUDA
+    # graphs, through Inductor or through dynamo's plain CUDA-graph backend.
+    diffkd_graph=dict(graph_mode=True),
+    diffkd_cudagraphs=dict(graph_mode=dict(backend='cudagraphs')),
 )
+#: Timed only when named: capturing takes seconds to minutes per input shape, and replaying a
+#: captured graph saves kernel launches, which only a GPU pays for.
+GRAPH_VARIANTS = ('diffkd_graph', 'diffkd_cudagraphs')
 # The other ways to write DiffKD in a config: per-level entries, connectors + PKD.
 STYLES = ('diffkd_per_level', 'diffkd_pkd')
 VARIANTS = ('student', 'fitnet', 'pkd', 'diffkd', *DIFFKD_OPTIONS, *STYLES, 'reference')
+DEFAULT_VARIANTS = tuple(name for name in VARIANTS if name not in GRAPH_VARIANTS)
 # Variants that compute exactly what the default DiffKD computes (tests check each of them):
 # per-level entries draw their noise in the same order as one entry over the levels.
 SAME_MATH_AS_DIFFKD = ('diffkd_cp', 'diffkd_per_level', 'reference')

@@ -20,6 +20,7 @@ from mmrazor.models.architectures.connectors.base_connector import BaseConnector
 from mmrazor.registry import MODELS
 from ..diffkd.checks import check_flag
 from ..diffkd.denoiser import DiffKDDenoiser
+from ..diffkd.graph_mode import build_graphed_calls
 from ..diffkd.legacy_keys import register_legacy_keys
 from ..diffkd.levels import (Features, build_per_level, check_num_levels, from_maps, level_maps,
                              per_level)
@@ -79,6 +80,9 @@ class DiffKDStudentConnector(_LinkedConnector):
             names (its ``ae_channels``, else its ``teacher_channels``) when they are not set.
         num_levels (int): Levels per call (e.g. 5 for a P3-P7 FPN). Defaults to 1.
         share_branch (bool): One denoiser for all levels. Defaults to False.
+        graph_mode (bool | dict, optional): Run each level's denoiser and its diffusion loss,
+            forward and backward, as captured graphs: see
+            :class:`~diffkd_mm.models.losses.DiffKDLoss`. None (default): eager.
         init_cfg (dict, optional): mmengine initialisation config.
         **denoiser_settings: ``kernel_size``, ``inference_steps``, ``num_train_timesteps``,
             ``schedule_steps``, ``output_norm``, ``with_cp``, ``kd_trains_predictor``,
@@ -92,6 +96,7 @@ class DiffKDStudentConnector(_LinkedConnector):
                  *,
                  num_levels: int = 1,
                  share_branch: bool = False,
+                 graph_mode: Union[None, bool, dict] = None,
                  init_cfg: Optional[dict] = None,
                  **denoiser_settings) -> None:
         super().__init__(init_cfg)
@@ -112,10 +117,18 @@ class DiffKDStudentConnector(_LinkedConnector):
         # Weights saved when the denoisers were called branches (a DiffKDLoss's branches hold
         # a denoiser and a target each; these hold denoisers only).
         register_legacy_keys(self, ((r'^branches\.', 'denoisers.'), ))
+        self.graph_calls = build_graphed_calls(graph_mode, owner)
 
     def denoiser(self, level: int) -> DiffKDDenoiser:
         """The :class:`DiffKDDenoiser` that serves feature level ``level``."""
         return self.denoisers[0 if self.share_branch else level]
+
+    def _run(self, level: int, method: str, *args):
+        """``self.denoiser(level).method(*args)``, as a captured graph in graph mode."""
+        denoiser = self.denoiser(level)
+        if self.graph_calls is None:
+            return getattr(denoiser, method)(*args)
+        return self.graph_calls(denoiser, method, *args)
 
     @property
     def branches(self) -> nn.ModuleList:
@@ -146,7 +159,7 @@ class DiffKDStudentConnector(_LinkedConnector):
         for level, (x, f) in enumerate(
                 level_maps(feature, self.num_levels, self.student_channels, self.owner, 'feature',
                            'student_channels')):
-            refined, gate, _ = self.denoiser(level)(x)
+            refined, gate, _ = self._run(level, 'forward', x)
             outputs.append(from_maps(refined, like=f))
             gates.append(gate.detach().float().mean())
         if self.training and self.connector_name is not None:
@@ -156,7 +169,7 @@ class DiffKDStudentConnector(_LinkedConnector):
 
     def diffusion_loss(self, target: torch.Tensor, level: int) -> torch.Tensor:
         """The noise predictor's DDPM loss on the teacher target of one level, (B, L, H, W)."""
-        return self.denoiser(level).diffusion_loss(target)
+        return self._run(level, 'diffusion_loss', target)
 
 
 @MODELS.register_module()

@@ -42,12 +42,20 @@ class PredictorAverage(nn.Module):
         One fused update for all weights (on a GPU, one launch instead of one per tensor), and
         nothing read back to the host: the new weights' share is ``1 - momentum`` once
         ``initialized`` is set and 1 (a copy) before, chosen on the device.
+
+        Out of place: the averages are new tensors, and those of the last update stay as they
+        were. A shared denoiser runs once per level in one iteration, and autograd keeps the
+        weights each run used (to pass gradients to ``x``); an in-place update by the next
+        level would invalidate them.
         """
         params = list(module.named_parameters())
-        averages = [getattr(self, self._buffers_of[name]) for name, _ in params]
+        buffers = [self._buffers_of[name] for name, _ in params]
+        averages = [getattr(self, buffer) for buffer in buffers]
         weights = [weight.detach() for _, weight in params]
         share = torch.where(self.initialized, 1.0 - momentum, 1.0).to(averages[0].dtype)
-        torch._foreach_lerp_(averages, weights, [share] * len(averages))
+        for buffer, average in zip(buffers,
+                                   torch._foreach_lerp(averages, weights, [share] * len(averages))):
+            setattr(self, buffer, average)
         self.initialized.fill_(True)
 
     def weights(self) -> Dict[str, torch.Tensor]:
@@ -96,7 +104,8 @@ class DiffKDDenoiser(nn.Module):
         kd_predictor_ema (float, optional): Momentum ``m`` of an exponential moving average of
             the noise predictor's weights that the DDIM loop uses instead of the weights
             themselves: ``ema <- m * ema + (1 - m) * weights`` once per training forward (the
-            first copies the weights, so a warm-up's weights are where it starts). The diffusion
+            first copies the weights, so a warm-up's weights are where it starts; a denoiser
+            shared by the levels, ``share_branch=True``, runs once per level). The diffusion
             loss still trains the live weights. Needs ``kd_trains_predictor=False``: the KD term
             can then reshape neither the weights nor, through them, their average. None (default,
             official): the loop uses the live weights.

@@ -8,6 +8,7 @@ from torch import nn
 from mmrazor.registry import MODELS
 from ..diffkd.branch import DiffKDBranch, DiffKDOutput
 from ..diffkd.checks import check_flag, check_weight
+from ..diffkd.graph_mode import build_graphed_calls
 from ..diffkd.levels import (Features, build_per_level, check_num_levels, from_maps, level_maps,
                              per_level)
 from ..diffkd.settings import check_settings
@@ -76,6 +77,11 @@ class DiffKDLoss(MultiTermLoss):
             raises an error instead.
         nonfinite (str): ``'raise'`` (default), ``'skip'`` or ``'ignore'``: see
             :class:`MultiTermLoss`.
+        graph_mode (bool | dict, optional): Run each level's branch, forward and backward, as
+            a captured graph (``torch.compile``; CUDA graphs with the default
+            ``dict(backend='inductor', mode='reduce-overhead', max_shapes=8)``): same math,
+            fewer kernel launches. None (default): eager. See
+            :mod:`diffkd_mm.models.diffkd.graph_mode`.
         **settings: DiffKD's settings, declared by the side they configure:
             the teacher side's ``ae_channels`` (one for all levels or one per level) and
             ``target_norm`` (see
@@ -103,6 +109,7 @@ class DiffKDLoss(MultiTermLoss):
                  pull_tau: float = 1.0,
                  resize_student: Optional[str] = None,
                  nonfinite: str = 'raise',
+                 graph_mode: Union[None, bool, dict] = None,
                  **settings) -> None:
         super().__init__(nonfinite)
         check_settings('DiffKDLoss', settings, 'student', 'teacher')
@@ -147,6 +154,7 @@ class DiffKDLoss(MultiTermLoss):
             'DiffKDLoss', share_branch,
             lambda s, t, ae: DiffKDBranch(s, t, ae_channels=ae, **settings), self.student_channels,
             self.teacher_channels, ae_channels)
+        self.graph_calls = build_graphed_calls(graph_mode, 'DiffKDLoss')
 
     def branch(self, level: int):
         """The :class:`DiffKDBranch` that serves feature level ``level``."""
@@ -195,7 +203,11 @@ class DiffKDLoss(MultiTermLoss):
             (B, L, 1, 1)) and the teacher input as given, whose layout the matching loss sees.
         """
         for level, (s, t, like) in enumerate(self.feature_pairs(preds_S, preds_T)):
-            yield self.branch(level)(s, t), like
+            branch = self.branch(level)
+            if self.graph_calls is None:
+                yield branch(s, t), like
+            else:
+                yield self.graph_calls(branch, 'forward', s, t), like
 
     # ------------------------------------------------------------------ teacher side alone
     def teacher_side_terms(self, preds_T: Features) -> Dict[str, torch.Tensor]:

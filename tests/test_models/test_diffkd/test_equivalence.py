@@ -42,10 +42,18 @@ def connector_name(name: str) -> str:
 
 
 def assert_grads(actual, expected, rename):
+    """Every gradient as the fixture has it, to 1e-5 of itself or of its module's largest
+    gradient: the bias of a convolution followed by batch norm has an exact gradient of 0, and
+    what is computed is rounding noise (~1e-6) that depends on the number of threads."""
     expected = {rename(name): grad for name, grad in expected.items()}
     assert set(actual) == set(expected), set(actual) ^ set(expected)
+    largest = {}
     for name, grad in expected.items():
-        torch.testing.assert_close(actual[name], grad, rtol=1e-5, atol=1e-6, msg=name)
+        module = name.rsplit('.', 2)[0]
+        largest[module] = max(largest.get(module, 0.0), float(grad.abs().max()))
+    for name, grad in expected.items():
+        atol = max(1e-6, 1e-5 * largest[name.rsplit('.', 2)[0]])
+        torch.testing.assert_close(actual[name], grad, rtol=1e-5, atol=atol, msg=name)
 
 
 @pytest.mark.parametrize('name', list(make_golden.LOSS_CASES))

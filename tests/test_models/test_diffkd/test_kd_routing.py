@@ -55,6 +55,7 @@ def test_ema_follows_the_weights_and_the_loop_runs_on_it():
             weight.add_(1.0)
     noise = torch.randn(3, 16, 4, 4)
     refined, _, _ = denoiser(student, noise)
+    average = denoiser.predictor_ema.weights()  # updated out of place: new tensors
     for name, weight in weights.items():
         torch.testing.assert_close(average[name], 0.9 * before[name] + 0.1 * weight.detach())
     # The loop ran on the average, not on the live weights: a denoiser whose predictor holds
@@ -69,6 +70,22 @@ def test_ema_follows_the_weights_and_the_loop_runs_on_it():
             weight.copy_(average[name])
         torch.testing.assert_close(averaged(student, noise)[0], refined.detach())
         assert not torch.allclose(live(student, noise)[0], refined.detach(), atol=1e-4)
+
+
+def test_a_shared_denoiser_on_its_average_trains_on_every_level():
+    """One denoiser for all levels runs once per level in an iteration, updating the average
+    each time; the update must leave the average that an earlier level's backward needs."""
+    torch.manual_seed(0)
+    loss = DiffKDLoss(
+        6, 16, num_levels=2, share_branch=True, kd_trains_predictor=False, kd_predictor_ema=0.9)
+    preds_T = [torch.randn(2, 16, 5, 4), torch.randn(2, 16, 3, 2)]
+    for _ in range(2):
+        preds_S = [
+            torch.randn(2, 6, 5, 4, requires_grad=True),
+            torch.randn(2, 6, 3, 2, requires_grad=True)
+        ]
+        loss(preds_S, preds_T).backward()
+        assert all(s.grad is not None and s.grad.abs().sum() > 0 for s in preds_S)
 
 
 def test_ema_takes_no_kd_gradient_and_lives_in_buffers():

@@ -1,0 +1,195 @@
+"""DiffKD's graph mode on the CPU: what it captures equals eager, its cache is bounded, what it
+cannot capture runs eagerly, its setting is checked.
+
+``aot_eager`` captures the forward and backward graphs the way the GPU backends do (with
+``fullgraph=True``: no graph break, no read back to the host) without generating code, so these
+tests take seconds. The CUDA-graph cases (``backend='inductor', mode='reduce-overhead'``) are in
+``tests/test_cuda.py``.
+"""
+import copy
+
+import pytest
+import torch
+import torch._dynamo
+from torch._dynamo.testing import CompileCounter
+
+from diffkd_mm.models.connectors import DiffKDStudentConnector
+from diffkd_mm.models.diffkd import DiffKDBranch
+from diffkd_mm.models.diffkd.graph_mode import GRAPH_MODE_DEFAULTS, GraphedCalls, parse_graph_mode
+from diffkd_mm.models.losses import DiffKDLoss
+
+CAPTURE = dict(backend='aot_eager')
+
+
+@pytest.fixture(autouse=True)
+def fresh_dynamo():
+    torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()
+
+
+def _levels(batch=2, channels=6, sizes=((5, 4), (3, 2))):
+    g = torch.Generator().manual_seed(3)
+    return [torch.randn(batch, channels, *size, generator=g) for size in sizes]
+
+
+def _step(loss, preds_S, preds_T, seed):
+    """One forward and backward of ``loss`` with the global seed set (noise is drawn inside the
+    branch, so inside the captured graph): the loss, the student gradients and every parameter
+    gradient."""
+    torch.manual_seed(seed)
+    students = [s.clone().requires_grad_() for s in preds_S]
+    value = loss(students, preds_T)
+    value.backward()
+    grads = {n: p.grad.clone() for n, p in loss.named_parameters() if p.grad is not None}
+    loss.zero_grad()
+    return value.detach(), [s.grad for s in students], grads
+
+
+@pytest.mark.parametrize(
+    'settings', [
+        dict(),
+        dict(ae_channels=8, inference_steps=3),
+        dict(share_branch=True, kd_trains_predictor=False, kd_predictor_ema=0.9, start_noise='vp'),
+        dict(student_match_weight=0.5, denoised_pull_weight=0.5),
+    ],
+    ids=['default', 'ae_3steps', 'shared_ema_vp', 'student_terms'])
+def test_the_loss_in_graph_mode_computes_what_eager_does(settings):
+    torch.manual_seed(0)
+    eager = DiffKDLoss(6, 16, num_levels=2, **settings)
+    graphed = DiffKDLoss(6, 16, num_levels=2, graph_mode=CAPTURE, **settings)
+    graphed.load_state_dict(eager.state_dict())
+    preds_S, preds_T = _levels(), [2 * t + 1 for t in _levels(channels=16)]
+    for seed in (10, 11):  # the second call replays what the first captured
+        value, grads_S, grads = _step(eager, preds_S, preds_T, seed)
+        value_g, grads_S_g, grads_g = _step(graphed, preds_S, preds_T, seed)
+        torch.testing.assert_close(value_g, value)
+        for grad_g, grad in zip(grads_S_g, grads_S):
+            torch.testing.assert_close(grad_g, grad)
+        assert set(grads_g) == set(grads)
+        for key, grad in grads.items():
+            torch.testing.assert_close(grads_g[key], grad, msg=key)
+    for key, value in eager.state_dict().items():  # BN statistics, the predictor average
+        torch.testing.assert_close(graphed.state_dict()[key], value, msg=key)
+    branches = graphed.branches
+    assert [graphed.graph_calls.num_captured(b) for b in branches
+            ] == [2 // len(branches)] * len(branches), 'each level captured once and replayed'
+
+
+def test_the_student_connector_in_graph_mode_computes_what_eager_does():
+    torch.manual_seed(0)
+    eager = DiffKDStudentConnector(6, 16, num_levels=2, inference_steps=3)
+    graphed = DiffKDStudentConnector(6, 16, num_levels=2, inference_steps=3, graph_mode=CAPTURE)
+    graphed.load_state_dict(eager.state_dict())
+    for connector in (eager, graphed):
+        connector.bind('student_diffkd', trained_by='loss_diffkd')
+    preds_S, targets = _levels(), _levels(channels=16)
+    results = []
+    for connector in (eager, graphed):
+        torch.manual_seed(5)
+        students = [s.clone().requires_grad_() for s in preds_S]
+        refined = connector(students)
+        total = sum((r - t).pow(2).mean() for r, t in zip(refined, targets))
+        total = total + sum(connector.diffusion_loss(t, level) for level, t in enumerate(targets))
+        total.backward()
+        results.append((total.detach(), [s.grad for s in students], {
+            n: p.grad
+            for n, p in connector.named_parameters()
+        }))
+    (total, grads_S, grads), (total_g, grads_S_g, grads_g) = results
+    torch.testing.assert_close(total_g, total)
+    for grad_g, grad in zip(grads_S_g, grads_S):
+        torch.testing.assert_close(grad_g, grad)
+    for key, grad in grads.items():
+        torch.testing.assert_close(grads_g[key], grad, msg=key)
+    denoiser = graphed.denoiser(0)
+    assert graphed.graph_calls.num_captured(denoiser, 'forward') == 1
+    assert graphed.graph_calls.num_captured(denoiser, 'diffusion_loss') == 1
+
+
+def _messages(monkeypatch):
+    from mmengine.logging import MMLogger
+    said = []
+    monkeypatch.setattr(MMLogger.get_current_instance(), 'warning', said.append)
+    return said
+
+
+def test_at_most_max_shapes_are_captured_then_new_shapes_run_eagerly(monkeypatch):
+    said = _messages(monkeypatch)
+    counter = CompileCounter()
+    calls = GraphedCalls('DiffKDLoss', backend=counter, mode=None, max_shapes=2)
+    torch.manual_seed(0)
+    branch = DiffKDBranch(6, 16)
+    reference = copy.deepcopy(branch)
+    sizes = [(4, 4), (6, 4), (8, 8), (4, 6), (4, 4)]
+    for size in sizes:
+        s, t = torch.randn(2, 6, *size), torch.randn(2, 16, *size)
+        noise = (torch.randn(2, 16, *size), torch.randn(2, 16, *size), torch.tensor([3, 700]))
+        out = calls(branch, 'forward', s, t, *noise)
+        expected = reference(s, t, *noise)
+        torch.testing.assert_close(out.refined, expected.refined)
+        torch.testing.assert_close(out.loss_ddim, expected.loss_ddim)
+    assert calls.num_captured(branch) == 2
+    assert counter.frame_count == 2, 'the first shape is replayed, not captured again'
+    assert len(said) == 1 and 'graph_mode.max_shapes' in said[0] and 'eagerly' in said[0]
+
+
+def _failing_backend(graph, example_inputs):
+    raise RuntimeError('this backend cannot compile')
+
+
+def test_a_branch_that_cannot_be_captured_runs_eagerly_with_one_message(monkeypatch):
+    said = _messages(monkeypatch)
+    torch.manual_seed(0)
+    eager = DiffKDLoss(6, 16, num_levels=2)
+    graphed = DiffKDLoss(6, 16, num_levels=2, graph_mode=dict(backend=_failing_backend))
+    graphed.load_state_dict(eager.state_dict())
+    preds_S, preds_T = _levels(), _levels(channels=16)
+    for seed in (1, 2):
+        value, _, grads = _step(eager, preds_S, preds_T, seed)
+        value_g, _, grads_g = _step(graphed, preds_S, preds_T, seed)
+        torch.testing.assert_close(value_g, value)
+        for key, grad in grads.items():
+            torch.testing.assert_close(grads_g[key], grad, msg=key)
+    assert len(said) == 2, 'one message per branch, not per call'
+    assert all('could not capture DiffKDBranch.forward' in m and 'runs eagerly' in m for m in said)
+
+
+def test_graph_mode_is_no_part_of_the_weights_and_a_copy_starts_uncaptured():
+    torch.manual_seed(0)
+    eager = DiffKDLoss(6, 16, num_levels=2)
+    graphed = DiffKDLoss(6, 16, num_levels=2, graph_mode=CAPTURE)
+    assert list(graphed.state_dict()) == list(eager.state_dict())
+    _step(graphed, _levels(), _levels(channels=16), 0)
+    assert graphed.graph_calls.num_captured(graphed.branch(0)) == 1
+    for clone in (copy.deepcopy(graphed), ):  # as a model EMA or a model copy makes it
+        assert clone.graph_calls.settings == graphed.graph_calls.settings
+        assert clone.graph_calls.num_captured(clone.branch(0)) == 0
+        _step(clone, _levels(), _levels(channels=16), 0)  # captures its own graphs
+        assert clone.graph_calls.num_captured(clone.branch(0)) == 1
+
+
+def test_graph_mode_settings():
+    assert parse_graph_mode(None, 'X') is None and parse_graph_mode(False, 'X') is None
+    assert parse_graph_mode(True, 'X') == GRAPH_MODE_DEFAULTS
+    assert parse_graph_mode(dict(max_shapes=3), 'X') == dict(GRAPH_MODE_DEFAULTS, max_shapes=3)
+    assert parse_graph_mode(dict(backend='cudagraphs'), 'X') == dict(
+        backend='cudagraphs', mode=None, max_shapes=8)
+    loss = DiffKDLoss(6, 16, graph_mode=True)  # built, not run: Inductor is not needed for that
+    assert loss.graph_calls.settings == GRAPH_MODE_DEFAULTS
+    assert DiffKDLoss(6, 16).graph_calls is None
+
+
+@pytest.mark.parametrize('value, expected', [
+    ('on', 'graph_mode must be None, True or a dict'),
+    (dict(mod='reduce-overhead'), 'graph_mode has unknown key.*mod'),
+    (dict(backend='cudagraphs', mode='reduce-overhead'), 'graph_mode.mode applies to backend'),
+    (dict(mode='fast'), 'graph_mode.mode applies to backend'),
+    (dict(max_shapes=0), 'graph_mode.max_shapes must be a positive int'),
+    (dict(backend=3), 'graph_mode.backend must be'),
+])
+def test_a_wrong_graph_mode_is_refused_by_name(value, expected):
+    with pytest.raises(ValueError, match=expected):
+        DiffKDLoss(6, 16, graph_mode=value)
+    with pytest.raises(ValueError, match=expected):
+        DiffKDStudentConnector(6, 16, graph_mode=value)
