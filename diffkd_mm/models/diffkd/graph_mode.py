@@ -166,6 +166,7 @@ class GraphedCalls:
         except torch._dynamo.exc.TorchDynamoException as error:
             # Raised while capturing, before the graph ran: nothing was updated yet.
             captured.failed = True
+            captured.signatures.clear()
             reason = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
             self._say_once(
                 key, f'{self.owner}: graph_mode could not capture {type(module).__name__}.'

