@@ -215,7 +215,9 @@ class DiffKDDenoiser(nn.Module):
             return signal * student_latent + spread * noise, gate
         gate = self.noise_adapter(student_latent)
         g = gate.view(-1, *(1, ) * (student_latent.dim() - 1)).to(student_latent.dtype)
-        return g * student_latent + (1 - g) * noise, gate
+        # g * s + (1 - g) * eps as one lerp, eps + g * (s - eps): one kernel instead of four
+        # (mul, rsub, mul, add), and a shorter backward; equal up to rounding.
+        return torch.lerp(noise, student_latent, g), gate
 
     def _predictor_for_kd(self):
         """The noise predictor as the DDIM loop calls it, ``(x, time_emb) -> eps``, and the
