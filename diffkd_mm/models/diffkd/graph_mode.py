@@ -84,14 +84,27 @@ def _signature(module: nn.Module, args: Tuple) -> Tuple:
     return inputs, module.training, torch.is_grad_enabled(), torch.is_autocast_enabled()
 
 
-def _recompile_limit(limit: int):
-    """Let dynamo keep ``limit`` graphs per code object while a call runs: its limit (8 by
-    default) counts the graphs of every level's branch together, since they run the same
-    ``forward``; never lowered."""
+def _capture_config(limit: int):
+    """dynamo's settings while a captured call runs.
+
+    Its recompile limit (8 by default) counts the graphs of every level's branch together, since
+    they run the same ``forward``: raised to ``limit``, never lowered. Its DDP graph splitting
+    (``optimize_ddp``) is for compiling a whole DDP-wrapped model, bucket by bucket; a branch
+    is a small part of one and stays one graph, which is what replays as one CUDA graph.
+    """
     name = 'recompile_limit' if hasattr(torch._dynamo.config, 'recompile_limit') else \
         'cache_size_limit'
     current = getattr(torch._dynamo.config, name)
-    return torch._dynamo.config.patch(**{name: max(current, limit)})
+    return torch._dynamo.config.patch(**{name: max(current, limit), 'optimize_ddp': False})
+
+
+def _capture_blocker(module: nn.Module) -> Optional[str]:
+    """Why ``module`` must run eagerly on this torch, or None: torch 2.1's compiler traces
+    activation checkpointing into a graph whose backward fails (no exception at capture)."""
+    if torch.__version__ < '2.14' and any(getattr(m, 'with_cp', False) for m in module.modules()):
+        return (f'activation checkpointing (with_cp=True) is captured from torch 2.14 on, this is '
+                f'torch {torch.__version__}')
+    return None
 
 
 class _Captured:
@@ -146,6 +159,12 @@ class GraphedCalls:
         key = (id(module), method)
         if key not in self._captured:
             self._captured[key] = _Captured(eager, self.settings)
+            blocker = _capture_blocker(module)
+            if blocker is not None:
+                self._captured[key].failed = True
+                self._say_once(
+                    key, f'{self.owner}: graph_mode does not capture '
+                    f'{type(module).__name__}.{method} ({blocker}); it runs eagerly.')
         captured = self._captured[key]
         if captured.failed:
             return eager(*args)
@@ -161,16 +180,18 @@ class GraphedCalls:
                 return eager(*args)
             captured.signatures.add(signature)
         try:
-            with _recompile_limit(self.settings['max_shapes'] * len(self._captured)):
+            with _capture_config(self.settings['max_shapes'] * len(self._captured)):
                 return captured.compiled(*args)
         except torch._dynamo.exc.TorchDynamoException as error:
             # Raised while capturing, before the graph ran: nothing was updated yet.
             captured.failed = True
             captured.signatures.clear()
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+            cause = getattr(error, 'inner_exception', None) or error
+            lines = str(cause).strip().splitlines()
+            reason = f'{type(cause).__name__}: {lines[0] if lines else ""}'
             self._say_once(
                 key, f'{self.owner}: graph_mode could not capture {type(module).__name__}.'
-                f'{method} ({type(error).__name__}: {reason}); it runs eagerly.')
+                f'{method} ({reason}); it runs eagerly.')
             return eager(*args)
 
     def _say_once(self, key, message: str) -> None:
