@@ -144,11 +144,15 @@ def _branch_step(run, branch, student, teacher, noises):
 
 
 @needs_cuda
+@pytest.mark.parametrize(
+    'branch_settings', [dict(), dict(kd_trains_predictor=False, kd_predictor_ema=0.9)],
+    ids=['default', 'predictor_ema'])
 @pytest.mark.parametrize('settings', GRAPH_MODES)
-def test_graph_mode_on_cuda_computes_what_eager_does(settings, exact_cuda_math):
+def test_graph_mode_on_cuda_computes_what_eager_does(settings, branch_settings, exact_cuda_math):
     """Captured and replayed as CUDA graphs, for several input shapes (one of them again, so
     that a recorded graph replays), the branch computes what eager does: fp32, pinned noise,
-    loss and every gradient within 1e-5; a fourth shape past the bound runs eagerly."""
+    loss and every gradient within 1e-5; a fourth shape past the bound runs eagerly. With the
+    predictor average, which every call updates, over the calls too (its buffers included)."""
     import copy
 
     import torch._dynamo
@@ -156,7 +160,7 @@ def test_graph_mode_on_cuda_computes_what_eager_does(settings, exact_cuda_math):
     from diffkd_mm.models.diffkd.graph_mode import GraphedCalls
     torch._dynamo.reset()
     torch.manual_seed(0)
-    eager = DiffKDBranch(8, 16, ae_channels=8, inference_steps=3).cuda()
+    eager = DiffKDBranch(8, 16, ae_channels=8, inference_steps=3, **branch_settings).cuda()
     graphed = copy.deepcopy(eager)
     calls = GraphedCalls('test', **settings)
     g = torch.Generator().manual_seed(1)
@@ -173,6 +177,9 @@ def test_graph_mode_on_cuda_computes_what_eager_does(settings, exact_cuda_math):
         torch.testing.assert_close(actual[1], expected[1], rtol=1e-5, atol=1e-5)
         for name, grad in expected[2].items():
             torch.testing.assert_close(actual[2][name], grad, rtol=1e-5, atol=1e-5, msg=name)
+        for name, value in eager.state_dict().items():  # BN statistics, the predictor average
+            torch.testing.assert_close(
+                graphed.state_dict()[name], value, rtol=1e-5, atol=1e-5, msg=name)
     assert calls.num_captured(graphed) == 3
 
 
