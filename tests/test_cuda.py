@@ -124,6 +124,15 @@ def test_a_trained_checkpoint_loads_on_the_cpu(device, tmp_path):
         torch.testing.assert_close(value, algo.state_dict()[name].cpu(), rtol=0, atol=0, msg=name)
 
 
+@pytest.fixture
+def cuda_graphs_or_error():
+    """Inductor raises where it would skip CUDA graphs (it only warns by default): a graph
+    mode that silently ran without them would pass an equality test."""
+    import torch._inductor.config as inductor_config
+    with inductor_config.patch({'triton.cudagraph_or_error': True}):
+        yield
+
+
 #: DiffKD's graph mode as ``graph_mode=True`` sets it (Inductor, CUDA graphs), and dynamo's
 #: plain CUDA-graph backend; a bound of 3 captured shapes.
 GRAPH_MODES = [
@@ -148,7 +157,8 @@ def _branch_step(run, branch, student, teacher, noises):
     'branch_settings', [dict(), dict(kd_trains_predictor=False, kd_predictor_ema=0.9)],
     ids=['default', 'predictor_ema'])
 @pytest.mark.parametrize('settings', GRAPH_MODES)
-def test_graph_mode_on_cuda_computes_what_eager_does(settings, branch_settings, exact_cuda_math):
+def test_graph_mode_on_cuda_computes_what_eager_does(settings, branch_settings, exact_cuda_math,
+                                                     cuda_graphs_or_error):
     """Captured and replayed as CUDA graphs, for several input shapes (one of them again, so
     that a recorded graph replays), the branch computes what eager does: fp32, pinned noise,
     loss and every gradient within 1e-5; a fourth shape past the bound runs eagerly. With the
@@ -181,12 +191,19 @@ def test_graph_mode_on_cuda_computes_what_eager_does(settings, branch_settings, 
             torch.testing.assert_close(
                 graphed.state_dict()[name], value, rtol=1e-5, atol=1e-5, msg=name)
     assert calls.num_captured(graphed) == 3
+    # The noise drawn inside the replayed graph is new at every replay.
+    student = torch.randn(2, 8, 8, 8, generator=g).cuda()
+    teacher = torch.randn(2, 16, 8, 8, generator=g).cuda()
+    first, second = (
+        _branch_step(lambda *a: calls(graphed, 'forward', *a), graphed, student, teacher, ())[0]
+        for _ in range(2))
+    assert not torch.equal(first, second)
 
 
 @needs_cuda
 @pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16], ids=['fp16', 'bf16'])
 @pytest.mark.parametrize('settings', GRAPH_MODES)
-def test_graph_mode_trains_under_amp_on_cuda(settings, dtype):
+def test_graph_mode_trains_under_amp_on_cuda(settings, dtype, cuda_graphs_or_error):
     """Three optimizer steps of a two-level DiffKD entry in graph mode under autocast: every
     loss finite, the gates logged, the weights moved."""
     import torch._dynamo

@@ -36,27 +36,27 @@ class PredictorAverage(nn.Module):
         self.register_buffer('initialized', torch.zeros((), dtype=torch.bool))
 
     @torch.no_grad()
-    def update(self, module: nn.Module, momentum: float) -> None:
+    def update(self, module: nn.Module, momentum: float) -> Dict[str, torch.Tensor]:
         """``avg <- momentum * avg + (1 - momentum) * weights``; the first call copies.
 
         One fused update for all weights (on a GPU, one launch instead of one per tensor), and
         nothing read back to the host: the new weights' share is ``1 - momentum`` once
         ``initialized`` is set and 1 (a copy) before, chosen on the device.
 
-        Out of place: the averages are new tensors, and those of the last update stay as they
-        were. A shared denoiser runs once per level in one iteration, and autograd keeps the
-        weights each run used (to pass gradients to ``x``); an in-place update by the next
-        level would invalidate them.
+        Returns:
+            dict[str, Tensor]: the new averages as new tensors, for this call's loop; they are
+            also copied into the buffers. The buffers keep their storage (a captured graph's
+            static inputs, updated in place), and what autograd saves from this call's loop is
+            not changed by the next update: a shared denoiser runs once per level.
         """
         params = list(module.named_parameters())
-        buffers = [self._buffers_of[name] for name, _ in params]
-        averages = [getattr(self, buffer) for buffer in buffers]
+        averages = [getattr(self, self._buffers_of[name]) for name, _ in params]
         weights = [weight.detach() for _, weight in params]
         share = torch.where(self.initialized, 1.0 - momentum, 1.0).to(averages[0].dtype)
-        for buffer, average in zip(buffers,
-                                   torch._foreach_lerp(averages, weights, [share] * len(averages))):
-            setattr(self, buffer, average)
+        new = torch._foreach_lerp(averages, weights, [share] * len(averages))
+        torch._foreach_copy_(averages, new)
         self.initialized.fill_(True)
+        return {name: average for (name, _), average in zip(params, new)}
 
     def weights(self) -> Dict[str, torch.Tensor]:
         """``{parameter name: average}``, for ``torch.func.functional_call``."""
@@ -234,8 +234,9 @@ class DiffKDDenoiser(nn.Module):
                     self.noise_predictor.time_embedding.weight)
         if self.predictor_ema is not None:
             if self.training:
-                self.predictor_ema.update(self.noise_predictor, self.kd_predictor_ema)
-            weights = self.predictor_ema.weights()
+                weights = self.predictor_ema.update(self.noise_predictor, self.kd_predictor_ema)
+            else:
+                weights = self.predictor_ema.weights()
         else:
             weights = {
                 name: weight.detach()

@@ -12,7 +12,8 @@ A captured graph is specialised to its input shapes. Detection batches vary in s
 (module, method) keeps at most ``max_shapes`` captured signatures; a new signature past the
 bound runs eagerly, with one message that says how to avoid it (pad or bucket the batch shapes,
 or raise ``max_shapes``). A setting that cannot be captured (an older ``torch.compile``) runs
-eagerly with one message, rather than failing the training.
+eagerly with one message, rather than failing the training. Calls without gradients, in eval
+mode or on a module with forward hooks run eagerly: graph mode is for the training forward.
 
 The config value, on :class:`~diffkd_mm.models.losses.DiffKDLoss` and the DiffKD connectors::
 
@@ -22,6 +23,7 @@ The config value, on :class:`~diffkd_mm.models.losses.DiffKDLoss` and the DiffKD
     graph_mode=dict(backend='cudagraphs', max_shapes=4)
 """
 import copy
+import inspect
 from typing import Any, Callable, Dict, Optional, Tuple
 
 import torch
@@ -31,6 +33,10 @@ from torch import nn
 
 from .checks import is_positive_int
 
+#: Raised when dynamo's recompile limit is hit under ``fullgraph=True`` (torch >= 2.6).
+_RECOMPILE_LIMIT = tuple(
+    getattr(torch._dynamo.exc, name) for name in ('FailOnRecompileLimitHit', )
+    if hasattr(torch._dynamo.exc, name))
 #: What ``graph_mode=True`` means.
 GRAPH_MODE_DEFAULTS = dict(backend='inductor', mode='reduce-overhead', max_shapes=8)
 #: Inductor's modes (``torch.compile(mode=...)``); other backends take none.
@@ -75,27 +81,64 @@ def parse_graph_mode(value: Any, owner: str) -> Optional[Dict[str, Any]]:
     return dict(backend=backend, mode=mode, max_shapes=max_shapes)
 
 
+def _autocast_state() -> Tuple:
+    """Autocast on the CPU and on CUDA, with their dtypes, and its cast cache."""
+    if hasattr(torch, 'get_autocast_dtype'):  # torch >= 2.4
+        devices = tuple(
+            (device, torch.is_autocast_enabled(device), torch.get_autocast_dtype(device))
+            for device in ('cpu', 'cuda'))
+    else:
+        devices = (torch.is_autocast_cpu_enabled(), torch.get_autocast_cpu_dtype(),
+                   torch.is_autocast_enabled(), torch.get_autocast_gpu_dtype())
+    return devices + (torch.is_autocast_cache_enabled(), )
+
+
 def _signature(module: nn.Module, args: Tuple) -> Tuple:
-    """What a captured graph is specialised to: the inputs' shapes, dtypes and devices, the
-    module's mode, grad mode and autocast (all read on the host, no device sync)."""
-    inputs = tuple(
-        (tuple(a.shape), a.dtype, a.device, a.requires_grad) if isinstance(a, torch.Tensor) else a
-        for a in args)
-    return inputs, module.training, torch.is_grad_enabled(), torch.is_autocast_enabled()
+    """What a captured graph is specialised to, read on the host (no device sync): the inputs'
+    shapes, strides, dtypes and devices, every submodule's train/eval mode, grad mode and
+    autocast."""
+    inputs = tuple((tuple(a.shape), a.stride(), a.dtype, a.device,
+                    a.requires_grad) if isinstance(a, torch.Tensor) else a for a in args)
+    modes = tuple(m.training for m in module.modules())
+    return inputs, modes, torch.is_grad_enabled(), _autocast_state()
+
+
+def _eager_reason(module: nn.Module) -> Optional[str]:
+    """Why this call runs eagerly whatever was captured, or None.
+
+    Graph mode is for training: a call without gradients or in eval mode (the denoising
+    pictures) runs eagerly, so that it takes no captured shape and keeps no output in a CUDA
+    graph's memory that the next call would reuse. A forward hook on the module (the KD
+    diagnostics) needs ``module.__call__``, which the captured ``forward`` bypasses.
+    """
+    if not torch.is_grad_enabled() or not module.training:
+        return 'no gradients or eval mode'
+    hooks = nn.modules.module._global_forward_hooks
+    if module._forward_hooks or module._forward_pre_hooks or hooks:
+        return 'forward hooks'
+    return None
+
+
+#: Options of ``torch.compile`` that keep each captured method's graphs apart (torch >= 2.6):
+#: its own recompile limit, not one shared by every function compiled from the same code.
+_ISOLATES = 'isolate_recompiles' in inspect.signature(torch.compile).parameters
 
 
 def _capture_config(limit: int):
     """dynamo's settings while a captured call runs.
 
-    Its recompile limit (8 by default) counts the graphs of every level's branch together, since
-    they run the same ``forward``: raised to ``limit``, never lowered. Its DDP graph splitting
-    (``optimize_ddp``) is for compiling a whole DDP-wrapped model, bucket by bucket; a branch
-    is a small part of one and stays one graph, which is what replays as one CUDA graph.
+    Its DDP graph splitting (``optimize_ddp``) is for compiling a whole DDP-wrapped model,
+    bucket by bucket; a branch is a small part of one and stays one graph, which is what
+    replays as one CUDA graph. Where ``torch.compile`` cannot isolate recompiles (torch 2.1),
+    dynamo's recompile limit, which counts the graphs of every level's branch together (they
+    run the same ``forward``), is raised to ``limit`` (never lowered).
     """
-    name = 'recompile_limit' if hasattr(torch._dynamo.config, 'recompile_limit') else \
-        'cache_size_limit'
-    current = getattr(torch._dynamo.config, name)
-    return torch._dynamo.config.patch(**{name: max(current, limit), 'optimize_ddp': False})
+    patches = dict(optimize_ddp=False)
+    if not _ISOLATES:
+        name = 'recompile_limit' if hasattr(torch._dynamo.config, 'recompile_limit') else \
+            'cache_size_limit'
+        patches[name] = max(getattr(torch._dynamo.config, name), limit)
+    return torch._dynamo.config.patch(**patches)
 
 
 def _capture_blocker(module: nn.Module) -> Optional[str]:
@@ -111,12 +154,15 @@ class _Captured:
     """One (module, method) in graph mode: its compiled form and the signatures it captured."""
 
     def __init__(self, function: Callable, settings: Dict[str, Any]) -> None:
+        isolate = dict(
+            recompile_limit=settings['max_shapes'], isolate_recompiles=True) if _ISOLATES else {}
         self.compiled = torch.compile(
             function,
             fullgraph=True,
             dynamic=False,
             backend=settings['backend'],
-            mode=settings['mode'])
+            mode=settings['mode'],
+            **isolate)
         self.signatures = set()
         self.failed = False
 
@@ -155,10 +201,12 @@ class GraphedCalls:
 
     def __call__(self, module: nn.Module, method: str, *args) -> Any:
         """``getattr(module, method)(*args)``, from a captured graph where one applies."""
-        eager = getattr(module, method)
+        # Eagerly, ``forward`` runs through ``module.__call__`` (hooks included), as without
+        # graph mode.
+        eager = module if method == 'forward' else getattr(module, method)
         key = (id(module), method)
         if key not in self._captured:
-            self._captured[key] = _Captured(eager, self.settings)
+            self._captured[key] = _Captured(getattr(module, method), self.settings)
             blocker = _capture_blocker(module)
             if blocker is not None:
                 self._captured[key].failed = True
@@ -166,13 +214,14 @@ class GraphedCalls:
                     key, f'{self.owner}: graph_mode does not capture '
                     f'{type(module).__name__}.{method} ({blocker}); it runs eagerly.')
         captured = self._captured[key]
-        if captured.failed:
+        if captured.failed or _eager_reason(module) is not None:
             return eager(*args)
         signature = _signature(module, args)
         if signature not in captured.signatures:
             if len(captured.signatures) >= self.settings['max_shapes']:
                 self._say_once(
-                    'full', f'{self.owner}: graph_mode captured {self.settings["max_shapes"]} '
+                    ('full', ) + key,
+                    f'{self.owner}: graph_mode captured {self.settings["max_shapes"]} '
                     f'input signatures of {type(module).__name__}.{method} (graph_mode.max_shapes);'
                     ' inputs of a new shape run eagerly from now on. Pad or bucket the batch '
                     'shapes (e.g. a fixed-size pad in the data preprocessor), or raise '
@@ -182,7 +231,7 @@ class GraphedCalls:
         try:
             with _capture_config(self.settings['max_shapes'] * len(self._captured)):
                 return captured.compiled(*args)
-        except torch._dynamo.exc.TorchDynamoException as error:
+        except (torch._dynamo.exc.TorchDynamoException, *_RECOMPILE_LIMIT) as error:
             # Raised while capturing, before the graph ran: nothing was updated yet.
             captured.failed = True
             captured.signatures.clear()

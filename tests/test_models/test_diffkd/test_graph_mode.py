@@ -11,7 +11,7 @@ import copy
 import pytest
 import torch
 import torch._dynamo
-from torch._dynamo.testing import CompileCounter
+from torch._dynamo.testing import CompileCounter, CompileCounterWithBackend
 
 from diffkd_mm.models.connectors import DiffKDStudentConnector
 from diffkd_mm.models.diffkd import DiffKDBranch
@@ -24,6 +24,7 @@ CAPTURE = dict(backend='aot_eager')
 @pytest.fixture(autouse=True)
 def fresh_dynamo():
     torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
     yield
     torch._dynamo.reset()
 
@@ -83,6 +84,8 @@ def test_the_loss_in_graph_mode_computes_what_eager_does(settings):
     per_branch = 2 // len(branches) if captures else 0
     captured = [graphed.graph_calls.num_captured(b) for b in branches]
     assert captured == [per_branch] * len(branches), 'each level captured once'
+    assert (torch._dynamo.utils.counters['stats']['unique_graphs'] >= 1) == bool(captures), \
+        'something was compiled'
 
 
 def test_the_loss_in_graph_mode_under_autocast_computes_what_eager_does():
@@ -260,3 +263,49 @@ def test_a_wrong_graph_mode_is_refused_by_name(value, expected):
         DiffKDLoss(6, 16, graph_mode=value)
     with pytest.raises(ValueError, match=expected):
         DiffKDStudentConnector(6, 16, graph_mode=value)
+
+
+def test_calls_without_gradients_in_eval_mode_or_with_forward_hooks_run_eagerly():
+    """The denoising pictures (no gradients), an eval-mode call and a hooked branch (the KD
+    diagnostics hook the branch's ``__call__``, which a captured ``forward`` bypasses) run
+    eagerly: they take no captured shape, and the hook fires."""
+    counter = CompileCounterWithBackend('aot_eager')
+    loss = DiffKDLoss(6, 16, num_levels=2, graph_mode=dict(backend=counter))
+    preds_S, preds_T = _levels(), _levels(channels=16)
+    with torch.no_grad():
+        loss(preds_S, preds_T)
+    loss.eval()
+    loss(preds_S, preds_T)
+    loss.train()
+    seen = []
+    handle = loss.branch(0).register_forward_hook(lambda m, args, out: seen.append(out.gate))
+    loss(preds_S, preds_T)
+    handle.remove()
+    assert len(seen) == 1
+    assert counter.frame_count == 1, 'only the unhooked level captured'
+    assert [loss.graph_calls.num_captured(b) for b in loss.branches] == [0, 1]
+
+
+def test_autocast_and_strides_are_part_of_what_is_captured():
+    counter = CompileCounterWithBackend('aot_eager')
+    calls = GraphedCalls('DiffKDLoss', backend=counter, mode=None, max_shapes=8)
+    branch = DiffKDBranch(6, 16)
+    s, t = torch.randn(2, 6, 4, 4), torch.randn(2, 16, 4, 4)
+    calls(branch, 'forward', s, t)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        calls(branch, 'forward', s, t)
+    calls(branch, 'forward', s.contiguous(memory_format=torch.channels_last), t)
+    assert calls.num_captured(branch) == 3
+    assert counter.frame_count == 3, 'one signature per graph: the bound counts what compiles'
+
+
+def test_entries_that_share_the_branch_code_keep_their_own_bound(monkeypatch):
+    """Every level's branch, in every entry, runs the same ``forward``; dynamo's recompile limit
+    (8 by default) must not cut one entry's captures short because of another's."""
+    said = _messages(monkeypatch)
+    entries = [DiffKDLoss(6, 16, graph_mode=dict(CAPTURE, max_shapes=5)) for _ in range(2)]
+    for entry in entries:
+        for size in range(3, 8):
+            _step(entry, [torch.randn(2, 6, size, 4)], [torch.randn(2, 16, size, 4)], 0)
+        assert entry.graph_calls.num_captured(entry.branch(0)) == 5
+    assert not said

@@ -79,6 +79,7 @@ def test_a_shared_denoiser_on_its_average_trains_on_every_level():
     loss = DiffKDLoss(
         6, 16, num_levels=2, share_branch=True, kd_trains_predictor=False, kd_predictor_ema=0.9)
     preds_T = [torch.randn(2, 16, 5, 4), torch.randn(2, 16, 3, 2)]
+    storage = [b.data_ptr() for b in loss.branch(0).denoiser.predictor_ema.buffers()]
     for _ in range(2):
         preds_S = [
             torch.randn(2, 6, 5, 4, requires_grad=True),
@@ -86,6 +87,8 @@ def test_a_shared_denoiser_on_its_average_trains_on_every_level():
         ]
         loss(preds_S, preds_T).backward()
         assert all(s.grad is not None and s.grad.abs().sum() > 0 for s in preds_S)
+    # Updated in place: a captured graph takes the buffers as static inputs.
+    assert [b.data_ptr() for b in loss.branch(0).denoiser.predictor_ema.buffers()] == storage
 
 
 def test_ema_takes_no_kd_gradient_and_lives_in_buffers():
