@@ -47,6 +47,30 @@ def _step(loss, preds_S, preds_T, seed):
     return value.detach(), [s.grad for s in students], grads
 
 
+def _twins(graph_mode, **settings):
+    """Two entries with the same weights: eager, and in graph mode."""
+    torch.manual_seed(0)
+    eager = DiffKDLoss(6, 16, num_levels=2, **settings)
+    graphed = DiffKDLoss(6, 16, num_levels=2, graph_mode=graph_mode, **settings)
+    graphed.load_state_dict(eager.state_dict())
+    return eager, graphed
+
+
+def _assert_steps_match(eager, graphed, seeds, step=_step, **tolerance):
+    """Each seed's step of ``graphed`` gives the loss and every gradient of ``eager``'s."""
+    preds_S, preds_T = _levels(), [2 * t + 1 for t in _levels(channels=16)]
+    for seed in seeds:
+        value, grads_S, grads = step(eager, preds_S, preds_T, seed)
+        value_g, grads_S_g, grads_g = step(graphed, preds_S, preds_T, seed)
+        assert torch.isfinite(value_g)
+        torch.testing.assert_close(value_g, value, **tolerance)
+        for grad_g, grad in zip(grads_S_g, grads_S):
+            torch.testing.assert_close(grad_g, grad, **tolerance)
+        assert grads and set(grads_g) == set(grads)
+        for key, grad in grads.items():
+            torch.testing.assert_close(grads_g[key], grad, msg=key, **tolerance)
+
+
 @pytest.mark.parametrize(
     'settings', [
         dict(),
@@ -57,20 +81,8 @@ def _step(loss, preds_S, preds_T, seed):
     ],
     ids=['default', 'ae_3steps', 'shared_ema_vp', 'student_terms', 'checkpointed'])
 def test_the_loss_in_graph_mode_computes_what_eager_does(settings):
-    torch.manual_seed(0)
-    eager = DiffKDLoss(6, 16, num_levels=2, **settings)
-    graphed = DiffKDLoss(6, 16, num_levels=2, graph_mode=CAPTURE, **settings)
-    graphed.load_state_dict(eager.state_dict())
-    preds_S, preds_T = _levels(), [2 * t + 1 for t in _levels(channels=16)]
-    for seed in (10, 11):  # the second call replays what the first captured
-        value, grads_S, grads = _step(eager, preds_S, preds_T, seed)
-        value_g, grads_S_g, grads_g = _step(graphed, preds_S, preds_T, seed)
-        torch.testing.assert_close(value_g, value)
-        for grad_g, grad in zip(grads_S_g, grads_S):
-            torch.testing.assert_close(grad_g, grad)
-        assert set(grads_g) == set(grads)
-        for key, grad in grads.items():
-            torch.testing.assert_close(grads_g[key], grad, msg=key)
+    eager, graphed = _twins(CAPTURE, **settings)
+    _assert_steps_match(eager, graphed, (10, 11))  # the second call replays the first's graphs
     for key, value in eager.state_dict().items():  # BN statistics, the predictor average
         if settings.get('with_cp') and 'running_' in key:
             continue  # eager recomputation updates them again (documented; nothing reads them)
@@ -91,18 +103,9 @@ def test_the_loss_in_graph_mode_computes_what_eager_does(settings):
 def test_the_loss_in_graph_mode_under_autocast_computes_what_eager_does():
     """bf16 autocast (the CPU's mixed precision; fp16 on a GPU is in tests/test_cuda.py):
     autocast is part of what is captured, so the graph casts where eager casts."""
-    torch.manual_seed(0)
-    eager = DiffKDLoss(6, 16, num_levels=2, ae_channels=8)
-    graphed = DiffKDLoss(6, 16, num_levels=2, ae_channels=8, graph_mode=CAPTURE)
-    graphed.load_state_dict(eager.state_dict())
-    preds_S, preds_T = _levels(), _levels(channels=16)
+    eager, graphed = _twins(CAPTURE, ae_channels=8)
     with torch.autocast('cpu', dtype=torch.bfloat16):
-        value, grads_S, grads = _step(eager, preds_S, preds_T, 4)
-        value_g, grads_S_g, grads_g = _step(graphed, preds_S, preds_T, 4)
-    assert torch.isfinite(value_g)
-    torch.testing.assert_close(value_g, value, rtol=2e-2, atol=1e-3)
-    for grad_g, grad in zip(grads_S_g, grads_S):
-        torch.testing.assert_close(grad_g, grad, rtol=2e-2, atol=1e-3)
+        _assert_steps_match(eager, graphed, (4, ), rtol=2e-2, atol=1e-3)
     assert graphed.graph_calls.num_captured(graphed.branch(0)) == 1
 
 
@@ -129,18 +132,8 @@ def test_the_loss_in_graph_mode_trains_under_ddp(tmp_path):
     dist.init_process_group(
         'gloo', init_method=f'file://{tmp_path}/rendezvous', rank=0, world_size=1)
     try:
-        torch.manual_seed(0)
-        eager = DiffKDLoss(6, 16, num_levels=2)
-        graphed = DiffKDLoss(6, 16, num_levels=2, graph_mode=CAPTURE)
-        graphed.load_state_dict(eager.state_dict())
-        preds_S, preds_T = _levels(), _levels(channels=16)
-        for seed in (7, 8):
-            value, _, grads = _ddp_step(eager, preds_S, preds_T, seed)
-            value_g, _, grads_g = _ddp_step(graphed, preds_S, preds_T, seed)
-            torch.testing.assert_close(value_g, value)
-            assert set(grads_g) == set(grads) and grads
-            for key, grad in grads.items():
-                torch.testing.assert_close(grads_g[key], grad, msg=key)
+        eager, graphed = _twins(CAPTURE)
+        _assert_steps_match(eager, graphed, (7, 8), step=_ddp_step)
         assert graphed.graph_calls.num_captured(graphed.branch(0)) == 1
     finally:
         dist.destroy_process_group()
@@ -210,17 +203,8 @@ def _failing_backend(graph, example_inputs):
 
 def test_a_branch_that_cannot_be_captured_runs_eagerly_with_one_message(monkeypatch):
     said = _messages(monkeypatch)
-    torch.manual_seed(0)
-    eager = DiffKDLoss(6, 16, num_levels=2)
-    graphed = DiffKDLoss(6, 16, num_levels=2, graph_mode=dict(backend=_failing_backend))
-    graphed.load_state_dict(eager.state_dict())
-    preds_S, preds_T = _levels(), _levels(channels=16)
-    for seed in (1, 2):
-        value, _, grads = _step(eager, preds_S, preds_T, seed)
-        value_g, _, grads_g = _step(graphed, preds_S, preds_T, seed)
-        torch.testing.assert_close(value_g, value)
-        for key, grad in grads.items():
-            torch.testing.assert_close(grads_g[key], grad, msg=key)
+    eager, graphed = _twins(dict(backend=_failing_backend))
+    _assert_steps_match(eager, graphed, (1, 2))
     assert len(said) == 2, 'one message per branch, not per call'
     assert all('could not capture DiffKDBranch.forward' in m and 'runs eagerly' in m for m in said)
 
