@@ -88,5 +88,5 @@ def write_report(out_dir: str, lines: List[str], result: dict) -> str:
     """Write ``benchmark.md`` and ``benchmark.json`` into ``out_dir``; returns the Markdown path."""
     path = osp.join(out_dir, 'benchmark.md')
     atomic_write_text(path, '\n'.join(lines) + '\n')
-    atomic_write_text(osp.join(out_dir, 'benchmark.json'), json.dumps(result, indent=2))
+    atomic_write_text(osp.join(out_dir, 'benchmark.json'), json.dumps(result, indent=2) + '\n')
     return path
