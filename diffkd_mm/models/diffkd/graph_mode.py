@@ -103,20 +103,17 @@ def _signature(module: nn.Module, args: Tuple) -> Tuple:
     return inputs, modes, torch.is_grad_enabled(), _autocast_state()
 
 
-def _eager_reason(module: nn.Module) -> Optional[str]:
-    """Why this call runs eagerly whatever was captured, or None.
+def _runs_eagerly(module: nn.Module) -> bool:
+    """Whether this call runs eagerly whatever was captured.
 
     Graph mode is for training: a call without gradients or in eval mode (the denoising
     pictures) runs eagerly, so that it takes no captured shape and keeps no output in a CUDA
     graph's memory that the next call would reuse. A forward hook on the module (the KD
     diagnostics) needs ``module.__call__``, which the captured ``forward`` bypasses.
     """
-    if not torch.is_grad_enabled() or not module.training:
-        return 'no gradients or eval mode'
-    hooks = nn.modules.module._global_forward_hooks
-    if module._forward_hooks or module._forward_pre_hooks or hooks:
-        return 'forward hooks'
-    return None
+    hooks = module._forward_hooks or module._forward_pre_hooks or \
+        nn.modules.module._global_forward_hooks
+    return not torch.is_grad_enabled() or not module.training or bool(hooks)
 
 
 #: Options of ``torch.compile`` that keep each captured method's graphs apart (torch >= 2.6):
@@ -214,7 +211,7 @@ class GraphedCalls:
                     key, f'{self.owner}: graph_mode does not capture '
                     f'{type(module).__name__}.{method} ({blocker}); it runs eagerly.')
         captured = self._captured[key]
-        if captured.failed or _eager_reason(module) is not None:
+        if captured.failed or _runs_eagerly(module):
             return eager(*args)
         signature = _signature(module, args)
         if signature not in captured.signatures:
