@@ -126,9 +126,10 @@ class DiffKDStudentConnector(_LinkedConnector):
     def _run(self, level: int, method: str, *args):
         """``self.denoiser(level).method(*args)``, as a captured graph in graph mode."""
         denoiser = self.denoiser(level)
-        if self.graph_calls is None:
-            return getattr(denoiser, method)(*args)
-        return self.graph_calls(denoiser, method, *args)
+        if self.graph_calls is not None:
+            return self.graph_calls(denoiser, method, *args)
+        # forward through __call__, so that hooks on the denoiser fire
+        return denoiser(*args) if method == 'forward' else getattr(denoiser, method)(*args)
 
     @property
     def branches(self) -> nn.ModuleList:

@@ -293,3 +293,13 @@ def test_entries_that_share_the_branch_code_keep_their_own_bound(monkeypatch):
             _step(entry, [torch.randn(2, 6, size, 4)], [torch.randn(2, 16, size, 4)], 0)
         assert entry.graph_calls.num_captured(entry.branch(0)) == 5
     assert not said
+
+
+@pytest.mark.parametrize('graph_mode', [None, CAPTURE], ids=['eager', 'graph_mode'])
+def test_a_hook_on_a_connector_denoiser_fires(graph_mode):
+    connector = DiffKDStudentConnector(6, 16, num_levels=2, graph_mode=graph_mode)
+    connector.bind('student_diffkd', trained_by='loss_diffkd')
+    seen = []
+    connector.denoiser(1).register_forward_hook(lambda m, args, out: seen.append(out))
+    connector(_levels())
+    assert len(seen) == 1
