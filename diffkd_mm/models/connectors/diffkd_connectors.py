@@ -20,7 +20,7 @@ from mmrazor.models.architectures.connectors.base_connector import BaseConnector
 from mmrazor.registry import MODELS
 from ..diffkd.checks import check_flag
 from ..diffkd.denoiser import DiffKDDenoiser
-from ..diffkd.graph_mode import build_graphed_calls
+from ..diffkd.graph_mode import build_graphed_calls, run_method
 from ..diffkd.legacy_keys import register_legacy_keys
 from ..diffkd.levels import (Features, build_per_level, check_num_levels, from_maps, level_maps,
                              per_level)
@@ -123,14 +123,6 @@ class DiffKDStudentConnector(_LinkedConnector):
         """The :class:`DiffKDDenoiser` that serves feature level ``level``."""
         return self.denoisers[0 if self.share_branch else level]
 
-    def _run(self, level: int, method: str, *args):
-        """``self.denoiser(level).method(*args)``, as a captured graph in graph mode."""
-        denoiser = self.denoiser(level)
-        if self.graph_calls is not None:
-            return self.graph_calls(denoiser, method, *args)
-        # forward through __call__, so that hooks on the denoiser fire
-        return denoiser(*args) if method == 'forward' else getattr(denoiser, method)(*args)
-
     @property
     def branches(self) -> nn.ModuleList:
         """The former name of :attr:`denoisers`, still read, with a deprecation message."""
@@ -160,7 +152,7 @@ class DiffKDStudentConnector(_LinkedConnector):
         for level, (x, f) in enumerate(
                 level_maps(feature, self.num_levels, self.student_channels, self.owner, 'feature',
                            'student_channels')):
-            refined, gate, _ = self._run(level, 'forward', x)
+            refined, gate, _ = run_method(self.graph_calls, self.denoiser(level), 'forward', x)
             outputs.append(from_maps(refined, like=f))
             gates.append(gate.detach().float().mean())
         if self.training and self.connector_name is not None:
@@ -170,7 +162,7 @@ class DiffKDStudentConnector(_LinkedConnector):
 
     def diffusion_loss(self, target: torch.Tensor, level: int) -> torch.Tensor:
         """The noise predictor's DDPM loss on the teacher target of one level, (B, L, H, W)."""
-        return self._run(level, 'diffusion_loss', target)
+        return run_method(self.graph_calls, self.denoiser(level), 'diffusion_loss', target)
 
 
 @MODELS.register_module()

@@ -198,9 +198,7 @@ class GraphedCalls:
 
     def __call__(self, module: nn.Module, method: str, *args) -> Any:
         """``getattr(module, method)(*args)``, from a captured graph where one applies."""
-        # Eagerly, ``forward`` runs through ``module.__call__`` (hooks included), as without
-        # graph mode.
-        eager = module if method == 'forward' else getattr(module, method)
+        eager = _eager(module, method)
         key = (id(module), method)
         if key not in self._captured:
             self._captured[key] = _Captured(getattr(module, method), self.settings)
@@ -244,6 +242,19 @@ class GraphedCalls:
         if key not in self._said:
             self._said.add(key)
             MMLogger.get_current_instance().warning(message)
+
+
+def _eager(module: nn.Module, method: str) -> Callable:
+    """``module.method`` as it runs without graph mode: ``forward`` through ``module.__call__``,
+    so that hooks on the module fire."""
+    return module if method == 'forward' else getattr(module, method)
+
+
+def run_method(graph_calls: Optional[GraphedCalls], module: nn.Module, method: str, *args) -> Any:
+    """``module.method(*args)``: through ``graph_calls`` in graph mode, else eagerly."""
+    if graph_calls is None:
+        return _eager(module, method)(*args)
+    return graph_calls(module, method, *args)
 
 
 def build_graphed_calls(graph_mode: Any, owner: str) -> Optional[GraphedCalls]:

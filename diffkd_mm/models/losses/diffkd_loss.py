@@ -8,7 +8,7 @@ from torch import nn
 from mmrazor.registry import MODELS
 from ..diffkd.branch import DiffKDBranch, DiffKDOutput
 from ..diffkd.checks import check_flag, check_weight
-from ..diffkd.graph_mode import build_graphed_calls
+from ..diffkd.graph_mode import build_graphed_calls, run_method
 from ..diffkd.levels import (Features, build_per_level, check_num_levels, from_maps, level_maps,
                              per_level)
 from ..diffkd.settings import check_settings
@@ -203,11 +203,7 @@ class DiffKDLoss(MultiTermLoss):
             (B, L, 1, 1)) and the teacher input as given, whose layout the matching loss sees.
         """
         for level, (s, t, like) in enumerate(self.feature_pairs(preds_S, preds_T)):
-            branch = self.branch(level)
-            if self.graph_calls is None:
-                yield branch(s, t), like
-            else:
-                yield self.graph_calls(branch, 'forward', s, t), like
+            yield run_method(self.graph_calls, self.branch(level), 'forward', s, t), like
 
     # ------------------------------------------------------------------ teacher side alone
     def teacher_side_terms(self, preds_T: Features) -> Dict[str, torch.Tensor]:
