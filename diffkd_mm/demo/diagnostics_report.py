@@ -38,10 +38,19 @@ def diagnostics_table(records: Sequence[dict], task: str) -> List[str]:
     table = diagnostics_by_method(records, task)
     if not table:
         return []
-    seeds = sorted({r['seed'] for r in records if r['task'] == task and r.get('diagnostics')})
+    seeds: Dict[str, List[int]] = {}
+    for r in records:
+        if r['task'] == task and r.get('diagnostics'):
+            seeds.setdefault(r['method'], []).append(r['seed'])
+    seed_sets = {tuple(sorted(s)) for s in seeds.values()}
+    if len(seed_sets) == 1:
+        over = _seeds_text(seed_sets.pop())
+    else:  # records measured on fewer seeds than others: say which mean is over which seeds
+        over = 'each method\'s seeds: ' + '; '.join(
+            f'{method_title(method)}: {_seeds_text(sorted(s))}'
+            for method, s in sorted(seeds.items()))
     lines = [
-        f'Where the KD signal goes (mean over seed{"s" if len(seeds) > 1 else ""} '
-        f'{", ".join(map(str, seeds))}; one training batch per measurement, see '
+        f'Where the KD signal goes (mean over {over}; one training batch per measurement, see '
         '`KDDiagnosticsHook`):', '',
         '| method | iteration | ' + ' | '.join(label for _, label in QUANTITIES.values()) + ' |',
         '|---|---|' + '---|' * len(QUANTITIES)
@@ -51,6 +60,10 @@ def diagnostics_table(records: Sequence[dict], task: str) -> List[str]:
             cells = [_cell(point.get(key)) for key in QUANTITIES]
             lines.append(f'| {method_title(method)} | {iteration} | ' + ' | '.join(cells) + ' |')
     return lines
+
+
+def _seeds_text(seeds: Sequence[int]) -> str:
+    return f'seed{"s" if len(seeds) > 1 else ""} {", ".join(map(str, seeds))}'
 
 
 def _cell(value: Optional[float]) -> str:

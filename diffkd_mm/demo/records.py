@@ -1,15 +1,16 @@
 """The record each finished run keeps in its folder, and how a resumed run reuses it."""
+import glob
 import hashlib
 import json
 import os.path as osp
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from mmengine.config import Config
 
 from .. import fileio
 from ..fileio import atomic_write_text
 from .console import Console
-from .settings import BENCHMARK_VERSION
+from .settings import BENCHMARK_VERSION, SCHEDULE_KEYS
 
 #: Each finished run leaves its record in its folder, under this name; a resumed run reuses it.
 RECORD_FILE = 'record.json'
@@ -72,3 +73,64 @@ def save_run(folder: str, record: dict, digest: str) -> None:
     atomic_write_text(
         osp.join(folder, RECORD_FILE),
         json.dumps(dict(record, run_digest=digest), default=str) + '\n')
+
+
+def run_folder_records(run_dir: str) -> List[dict]:
+    """The records of the finished runs in a run folder of ``tools/run_demo.py``
+    (``<task>_seed<seed>/<method>/record.json``), in path order, without their digests.
+
+    Unlike the folder's ``report/results.json``, which its last run writes at its end, these are
+    there as soon as each run finishes (a run folder still in training, or resumed by several
+    processes, each for other methods).
+    """
+    records = []
+    for path in sorted(glob.glob(osp.join(run_dir, '*_seed*', '*', RECORD_FILE))):
+        with open(path) as f:
+            record = json.load(f)
+        record.pop('run_digest', None)
+        records.append(record)
+    return records
+
+
+#: What names one run of the benchmark: two records that agree on these are the same run.
+RUN_KEYS = ('task', 'seed', 'method', 'benchmark_version') + SCHEDULE_KEYS
+
+
+def attach_rerun_diagnostics(records: Sequence[dict],
+                             reruns: Sequence[dict]) -> Tuple[List[dict], List[str]]:
+    """Give records made before ``KDDiagnosticsHook`` existed the diagnostics of their reruns.
+
+    A rerun's diagnostics describe a record only if the rerun is that run: the same task, seed,
+    method, benchmark version and schedule (so the same data, teacher and config), ending at
+    exactly the same value (the training was the same, to the last digit kept). Any other rerun
+    is reported and left out; diagnostics a record already has are never replaced.
+
+    Args:
+        records (list[dict]): The records to complete (not changed).
+        reruns (list[dict]): Records of the same runs trained again with the hook on.
+
+    Returns:
+        tuple[list[dict], list[str]]: Copies of ``records``, with ``diagnostics`` where a rerun
+        gave them, and one line per rerun saying what became of it.
+    """
+    out = [dict(r) for r in records]
+    by_run = {tuple(r.get(k) for k in RUN_KEYS): r for r in out}
+    lines = []
+    for rerun in reruns:
+        if not rerun.get('diagnostics'):
+            continue
+        name = f'{rerun["task"]} seed {rerun["seed"]} {rerun["method"]}'
+        record = by_run.get(tuple(rerun.get(k) for k in RUN_KEYS))
+        if record is None:
+            lines.append(f'{name}: no record of this run (task, seed, method, benchmark version '
+                         'and schedule) to attach to: left out')
+        elif record['value'] != rerun['value']:
+            lines.append(f'{name}: the rerun ended at {rerun["value"]}, the record at '
+                         f'{record["value"]}: not the same run, left out')
+        elif record.get('diagnostics'):
+            lines.append(f'{name}: the record has diagnostics already: kept' + (
+                '' if record['diagnostics'] == rerun['diagnostics'] else ' (the rerun\'s differ)'))
+        else:
+            record['diagnostics'] = rerun['diagnostics']
+            lines.append(f'{name}: {record["value"]} again; diagnostics attached')
+    return out, lines
