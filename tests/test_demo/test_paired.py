@@ -253,26 +253,31 @@ def test_a_short_run_report_says_what_it_measures_and_shows_the_converged_benchm
     assert only_words == lines[:2]
 
 
-def test_confirmation_records_give_the_tables_the_page_quotes():
+def test_confirmation_records_give_the_tables_the_pages_quote():
     """The finalists chosen on held-out seeds, run once on the reported seeds 0-4 with the
-    shipped records' teachers: every seed and paired row of their results page is what the tool
-    prints from the shipped records and theirs."""
+    shipped records' teachers: every seed, paired and diagnostics row of their results pages is
+    what the tool prints from the shipped records and theirs."""
     results = osp.join(ROOT, 'docs', 'results')
     confirmation = osp.join(results, 'confirmation_seeds0-4.json')
     with open(confirmation) as f:
         records = json.load(f)
-    assert {(r['task'], r['method'])
-            for r in records} == {('det', 'diffkd_pull'), ('det', 'diffkd_prematch')}
-    for method in ('diffkd_pull', 'diffkd_prematch'):
-        assert sorted(r['seed'] for r in records if r['method'] == method) == [0, 1, 2, 3, 4]
+    finalists = {('det', 'diffkd_pull'), ('det', 'diffkd_prematch'), ('seg', 'diffkd_kdproof'),
+                 ('seg', 'diffkd_pull')}
+    assert {(r['task'], r['method']) for r in records} == finalists
+    for task, method in finalists:
+        seeds = [r['seed'] for r in records if (r['task'], r['method']) == (task, method)]
+        assert sorted(seeds) == [0, 1, 2, 3, 4], (task, method)
     assert all(len(r['diagnostics']) == 4 for r in records)
     out = _run_tool(osp.join(results, 'converged_benchmark.json'), confirmation)
     assert out.returncode == 0, out.stderr
-    page = open(osp.join(results, '2026-12-04_confirmation_det_seeds0-4.md')).read()
-    quoted = [
-        line for line in page.splitlines()
-        if line.startswith(('| Teacher |', '| Student')) and line.endswith('|')
-    ]
-    assert len(quoted) >= 2 + 2 * 4  # two seed rows, each finalist against 4 methods
-    for line in quoted:
-        assert line in out.stdout, line
+    for page_name in ('2026-12-04_confirmation_det_seeds0-4.md',
+                      '2026-12-05_confirmation_seg_seeds0-4.md'):
+        page = open(osp.join(results, page_name)).read()
+        quoted = [
+            line for line in page.splitlines()
+            if line.startswith(('| Teacher |', '| Student')) and line.endswith('|')
+        ]
+        # two seed rows, each finalist against 4 methods, 4 diagnostics rows each
+        assert len(quoted) >= 2 + 2 * 4 + 2 * 4, page_name
+        for line in quoted:
+            assert line in out.stdout, (page_name, line)
