@@ -105,3 +105,29 @@ def test_tool_reads_a_run_folder_and_never_replaces_a_file_unasked(tmp_path):
     bad = tool('--out', str(tmp_path / 'other.json'))
     assert bad.returncode == 1 and 'Traceback' not in bad.stderr
     assert 'is not a run folder or records file of tools/run_demo.py' in bad.stderr
+
+
+def test_paired_tool_draws_the_diagnostics_of_each_task_that_has_them(tmp_path):
+    records = tmp_path / 'records.json'
+    seg = [_record(s, m, 50.0 + s, _points(0.1)) for s in (0, 1) for m in ('fitnet', 'pkd')]
+    det = [dict(r, task='det', metric='mAP', diagnostics=None) for r in seg]
+    records.write_text(json.dumps(seg + det))
+    tool = osp.join(ROOT, 'tools', 'analysis_tools', 'paired_results.py')
+
+    def draw():
+        return subprocess.run(
+            [sys.executable, tool,
+             str(records), '--plot-diagnostics',
+             str(tmp_path / 'diag')],
+            capture_output=True,
+            text=True,
+            timeout=300)
+
+    done = draw()
+    assert done.returncode == 0, done.stderr
+    assert f'seg diagnostics drawn: {tmp_path / "diag_seg.png"}' in done.stdout
+    assert (tmp_path / 'diag_seg.png').stat().st_size > 0
+    assert not (tmp_path / 'diag_det.png').exists()  # no diagnostics there: nothing drawn
+    again = draw()
+    assert again.returncode == 1 and 'Traceback' not in again.stderr
+    assert f'{tmp_path / "diag_seg.png"} exists; give a new stem' in again.stderr

@@ -9,14 +9,15 @@ twice, or records of two schedules or benchmark versions of one task, are refuse
 Prints, per task, the table of the demo's report (a column per seed, mean ± std, the share
 of the teacher-student gap closed), then each KD method against no KD, FitNet and PKD: the mean
 of the per-seed differences, its 95% t-interval and whether it excludes zero (see
-``diffkd_mm.demo.paired``). ``--plot PNG`` draws those differences, each seed a dot.
+``diffkd_mm.demo.paired``). ``--plot PNG`` draws those differences, each seed a dot;
+``--plot-diagnostics STEM`` draws each task's KD-signal diagnostics into ``STEM_<task>.png``.
 """
 import argparse
 import json
 import os
 import sys
 
-from diffkd_mm.demo.diagnostics_report import diagnostics_table
+from diffkd_mm.demo.diagnostics_report import diagnostics_figure, diagnostics_table
 from diffkd_mm.demo.figures import paired_figure
 from diffkd_mm.demo.paired import paired_table
 from diffkd_mm.demo.report import task_table
@@ -33,6 +34,11 @@ def main(argv=None) -> int:
         metavar='PNG',
         help='also draw the paired differences of every task into this picture (an existing '
         'file is not replaced)')
+    parser.add_argument(
+        '--plot-diagnostics',
+        metavar='STEM',
+        help='also draw the KD-signal diagnostics of each task that has them into '
+        'STEM_<task>.png (existing files are not replaced)')
     parser.add_argument(
         '--select',
         nargs='+',
@@ -58,6 +64,14 @@ def main(argv=None) -> int:
     if args.plot and os.path.exists(args.plot):
         sys.exit(f'paired_results.py: --plot {args.plot} exists; give a new file name')
     tasks = list(dict.fromkeys(r['task'] for r in records))
+    diagnostics_plots = {
+        task: f'{args.plot_diagnostics}_{task}.png'
+        for task in tasks if args.plot_diagnostics and diagnostics_table(records, task)
+    }
+    for path in diagnostics_plots.values():
+        if os.path.exists(path):
+            sys.exit(f'paired_results.py: --plot-diagnostics {args.plot_diagnostics}: {path} '
+                     'exists; give a new stem')
     for task in tasks:
         try:
             table = paired_table(records, task, method_title)
@@ -77,6 +91,11 @@ def main(argv=None) -> int:
                 sys.exit(f'paired_results.py: --reference: {err}')
             metric = next(r['metric'] for r in records if r['task'] == task)
             print('\n'.join(selection_lines(selection, metric)) + '\n')
+    for task, path in diagnostics_plots.items():
+        diagnostics_figure(records, task, path)
+        print(f'{task} diagnostics drawn: {path}')
+    if args.plot_diagnostics and not diagnostics_plots:
+        print('no record carries diagnostics: nothing drawn')
     if args.plot:
         if paired_figure(records, tasks, args.plot):
             print(f'paired differences drawn: {args.plot}')
