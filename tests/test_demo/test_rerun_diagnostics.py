@@ -131,3 +131,26 @@ def test_paired_tool_draws_the_diagnostics_of_each_task_that_has_them(tmp_path):
     again = draw()
     assert again.returncode == 1 and 'Traceback' not in again.stderr
     assert f'{tmp_path / "diag_seg.png"} exists; give a new stem' in again.stderr
+
+
+def test_paired_tool_keeps_the_seeds_asked_for(tmp_path):
+    records = tmp_path / 'records.json'
+    records.write_text(
+        json.dumps(
+            [_record(s, m, 50.0 + s, _points(0.1 + s)) for s in (0, 1) for m in ('fitnet', 'pkd')]))
+    tool = osp.join(ROOT, 'tools', 'analysis_tools', 'paired_results.py')
+
+    def run(*seeds):
+        return subprocess.run(
+            [sys.executable, tool, str(records), '--seeds', *seeds],
+            capture_output=True,
+            text=True,
+            timeout=300)
+
+    one = run('1')
+    assert one.returncode == 0, one.stderr
+    assert '| model | seed 1 |' in one.stdout and 'seed 0' not in one.stdout
+    assert '| Student + FitNet | 20 | 1.100 |' in one.stdout  # seed 1's diagnostics only
+    none = run('7')
+    assert none.returncode == 1 and 'Traceback' not in none.stderr
+    assert '--seeds 7: no record of these seeds' in none.stderr

@@ -30,6 +30,12 @@ def main(argv=None) -> int:
     parser.add_argument(
         'records', nargs='+', help='results.json files written by tools/run_demo.py')
     parser.add_argument(
+        '--seeds',
+        nargs='+',
+        type=int,
+        metavar='SEED',
+        help='only the records of these seeds (e.g. those every method has diagnostics for)')
+    parser.add_argument(
         '--plot',
         metavar='PNG',
         help='also draw the paired differences of every task into this picture (an existing '
@@ -60,6 +66,11 @@ def main(argv=None) -> int:
             sys.exit(f'paired_results.py: {path} is not a records file of tools/run_demo.py '
                      f'(a JSON list of records with task, seed, method, value): {err}')
         records += loaded
+    if args.seeds is not None:
+        records = [r for r in records if r['seed'] in args.seeds]
+        if not records:
+            sys.exit(f'paired_results.py: --seeds {" ".join(map(str, args.seeds))}: no record '
+                     'of these seeds')
     named = ', '.join(args.records)
     if args.plot and os.path.exists(args.plot):
         sys.exit(f'paired_results.py: --plot {args.plot} exists; give a new file name')
