@@ -82,11 +82,17 @@ def run_folder_records(run_dir: str) -> List[dict]:
     Unlike the folder's ``report/results.json``, which its last run writes at its end, these are
     there as soon as each run finishes (a run folder still in training, or resumed by several
     processes, each for other methods).
+
+    Raises:
+        ValueError: a record that is not JSON, naming its file.
     """
     records = []
     for path in sorted(glob.glob(osp.join(run_dir, '*_seed*', '*', RECORD_FILE))):
-        with open(path) as f:
-            record = json.load(f)
+        try:
+            with open(path) as f:
+                record = json.load(f)
+        except ValueError as err:
+            raise ValueError(f'{path}: {err}') from err
         record.pop('run_digest', None)
         records.append(record)
     return records

@@ -105,6 +105,12 @@ def test_tool_reads_a_run_folder_and_never_replaces_a_file_unasked(tmp_path):
     bad = tool('--out', str(tmp_path / 'other.json'))
     assert bad.returncode == 1 and 'Traceback' not in bad.stderr
     assert 'is not a run folder or records file of tools/run_demo.py' in bad.stderr
+    shipped.write_text(json.dumps([_record(0, 'fitnet', 58.54)]))
+    damaged = run / 'seg_seed0' / 'fitnet' / 'record.json'
+    damaged.write_text('{"task": "se')  # cut short
+    cut = tool('--out', str(tmp_path / 'other.json'))
+    assert cut.returncode == 1 and 'Traceback' not in cut.stderr
+    assert str(damaged) in cut.stderr
 
 
 def test_paired_tool_draws_the_diagnostics_of_each_task_that_has_them(tmp_path):
