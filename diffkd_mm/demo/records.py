@@ -131,12 +131,12 @@ def attach_rerun_diagnostics(records: Sequence[dict],
             lines.append(f'{name}: no record of this run (task, seed, method, benchmark version '
                          'and schedule) to attach to: left out')
         elif record['value'] != rerun['value']:
-            lines.append(f'{name}: the rerun ended at {rerun["value"]}, the record at '
-                         f'{record["value"]}: not the same run, left out')
+            lines.append(f'{name}: the rerun ended at {rerun["value"]:.6g}, the record at '
+                         f'{record["value"]:.6g}: not the same run, left out')
         elif record.get('diagnostics'):
             lines.append(f'{name}: the record has diagnostics already: kept' + (
                 '' if record['diagnostics'] == rerun['diagnostics'] else ' (the rerun\'s differ)'))
         else:
             record['diagnostics'] = rerun['diagnostics']
-            lines.append(f'{name}: {record["value"]} again; diagnostics attached')
+            lines.append(f'{name}: {record["value"]:.6g} again; diagnostics attached')
     return out, lines
