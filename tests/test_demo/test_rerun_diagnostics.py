@@ -160,3 +160,33 @@ def test_paired_tool_keeps_the_seeds_asked_for(tmp_path):
     none = run('7')
     assert none.returncode == 1 and 'Traceback' not in none.stderr
     assert '--seeds 7: no record of these seeds' in none.stderr
+
+
+def test_shipped_converged_records_carry_the_diagnostics_their_page_quotes():
+    """The baselines and the paper's DiffKD, trained again with the hook on and ending where
+    their shipped records did, carry its measurements; the page's tables are what the tool
+    prints on the seeds every method was measured on."""
+    results = osp.join(ROOT, 'docs', 'results')
+    converged = osp.join(results, 'converged_benchmark.json')
+    with open(converged) as f:
+        records = json.load(f)
+    measured = {(r['task'], r['method'], r['seed']) for r in records if r.get('diagnostics')}
+    seeds = [0, 1, 2]  # the seeds of the page's tables
+    for task in ('det', 'seg'):
+        for method in ('fitnet', 'pkd', 'diffkd'):
+            assert {(task, method, s) for s in seeds} <= measured, (task, method)
+    assert all(len(r['diagnostics']) == 4 for r in records if r.get('diagnostics'))
+    tool = osp.join(ROOT, 'tools', 'analysis_tools', 'paired_results.py')
+    out = subprocess.run([
+        sys.executable, tool, converged,
+        osp.join(results, 'confirmation_seeds0-4.json'), '--seeds', *map(str, seeds)
+    ],
+                         capture_output=True,
+                         text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    page = open(osp.join(results, '2026-12-05_converged_diagnostics.md')).read()
+    quoted = [line for line in page.splitlines() if line.startswith('| Student + ')]
+    assert len(quoted) == 2 * 5 * 4  # two tasks, five methods, four iterations
+    for line in quoted:
+        assert line in out.stdout, line
