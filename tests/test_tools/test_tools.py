@@ -144,7 +144,9 @@ def test_slurm_scripts_call_srun_with_our_tools(tmp_path, script, args):
         '--official', '--size', '--batch', '--seed', '--dtype', '--official-commit', '--tolerance',
         '--write-golden'
     ]),
-    ('analysis_tools/paired_results.py', ['--plot', '--select', '--reference', '--finalists']),
+    ('analysis_tools/paired_results.py',
+     ['--seeds', '--plot', '--plot-diagnostics', '--select', '--reference', '--finalists']),
+    ('analysis_tools/attach_diagnostics.py', ['--out', '--in-place']),
     ('model_converters/convert_kd_ckpt_to_student.py', ['--force']),
     ('analysis_tools/visualize_denoising.py',
      ['--out-dir', '--num-images', '--loss-name', '--cfg-options']),
