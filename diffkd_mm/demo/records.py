@@ -10,7 +10,8 @@ from mmengine.config import Config
 from .. import fileio
 from ..fileio import atomic_write_text
 from .console import Console
-from .settings import BENCHMARK_VERSION, SCHEDULE_KEYS
+from .paired import COMPARABLE_KEYS
+from .settings import BENCHMARK_VERSION
 
 #: Each finished run leaves its record in its folder, under this name; a resumed run reuses it.
 RECORD_FILE = 'record.json'
@@ -75,6 +76,19 @@ def save_run(folder: str, record: dict, digest: str) -> None:
         json.dumps(dict(record, run_digest=digest), default=str) + '\n')
 
 
+def read_records(path: str) -> List[dict]:
+    """The records of a ``results.json`` file written by ``tools/run_demo.py`` (or shipped).
+
+    Raises:
+        OSError, ValueError, TypeError, KeyError: the file cannot be read or is not a JSON list
+            of records with task, seed, method and value.
+    """
+    with open(path) as f:
+        records = json.load(f)
+    [(r['task'], r['seed'], r['method'], r['value']) for r in records]  # is it records?
+    return records
+
+
 def run_folder_records(run_dir: str) -> List[dict]:
     """The records of the finished runs in a run folder of ``tools/run_demo.py``
     (``<task>_seed<seed>/<method>/record.json``), in path order, without their digests.
@@ -99,7 +113,7 @@ def run_folder_records(run_dir: str) -> List[dict]:
 
 
 #: What names one run of the benchmark: two records that agree on these are the same run.
-RUN_KEYS = ('task', 'seed', 'method', 'benchmark_version') + SCHEDULE_KEYS
+RUN_KEYS = ('task', 'seed', 'method') + COMPARABLE_KEYS
 
 
 def attach_rerun_diagnostics(records: Sequence[dict],

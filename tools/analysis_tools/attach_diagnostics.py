@@ -18,18 +18,13 @@ import json
 import os.path as osp
 import sys
 
-from diffkd_mm.demo.records import attach_rerun_diagnostics, run_folder_records
+from diffkd_mm.demo.records import attach_rerun_diagnostics, read_records, run_folder_records
 from diffkd_mm.fileio import atomic_write_text
 
 
 def _load(path: str) -> list:
     """The records of a ``results.json`` file or of a run folder's finished runs."""
-    if osp.isdir(path):
-        return run_folder_records(path)
-    with open(path) as f:
-        records = json.load(f)
-    [(r['task'], r['seed'], r['method'], r['value']) for r in records]  # is it records?
-    return records
+    return run_folder_records(path) if osp.isdir(path) else read_records(path)
 
 
 def main(argv=None) -> int:

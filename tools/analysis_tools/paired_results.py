@@ -13,13 +13,13 @@ of the per-seed differences, its 95% t-interval and whether it excludes zero (se
 ``--plot-diagnostics STEM`` draws each task's KD-signal diagnostics into ``STEM_<task>.png``.
 """
 import argparse
-import json
 import os
 import sys
 
 from diffkd_mm.demo.diagnostics_report import diagnostics_figure, diagnostics_table
 from diffkd_mm.demo.figures import paired_figure
 from diffkd_mm.demo.paired import paired_table
+from diffkd_mm.demo.records import read_records
 from diffkd_mm.demo.report import task_table
 from diffkd_mm.demo.selection import select_finalists, selection_lines
 from diffkd_mm.demo.settings import method_title
@@ -59,9 +59,7 @@ def main(argv=None) -> int:
     records = []
     for path in args.records:
         try:
-            with open(path) as f:
-                loaded = json.load(f)
-            [(r['task'], r['seed'], r['method'], r['value']) for r in loaded]  # is it records?
+            loaded = read_records(path)
         except (OSError, ValueError, TypeError, KeyError) as err:
             sys.exit(f'paired_results.py: {path} is not a records file of tools/run_demo.py '
                      f'(a JSON list of records with task, seed, method, value): {err}')
