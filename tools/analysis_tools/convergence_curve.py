@@ -9,7 +9,8 @@ For sizing the benchmark (schedule lengths, data and model sizes) on seeds that 
 reported. The model is the demo's config ``configs/diffkd/demo/<task>_<method>.py`` on the
 seed's embedded data, with one cosine schedule over ``--iters``; a KD student needs
 ``--teacher-ckpt``. Prints one line per validation and writes ``curve.json`` (iteration,
-metric) and ``curve.png`` into the run's folder; the training log is there too.
+metric, seconds of training so far) and ``curve.png`` into the run's folder; the training log
+is there too.
 """
 import argparse
 import json
@@ -32,13 +33,26 @@ from diffkd_mm.fileio import atomic_write_text, save_figure
 
 
 class ValidationCurve(Hook):
-    """The task's metric at each validation, with the iteration it was taken at."""
+    """The task's metric at each validation, with the iteration it was taken at and the
+    seconds of training before it (the validations' own time left out, so that a curve's
+    clock is the one a run without them would show)."""
 
     def __init__(self, task: str) -> None:
         self.key, self.scale = TASK_METRICS[task][1:]
-        self.iters, self.values = [], []
+        self.iters, self.values, self.train_seconds = [], [], []
+        self._start = self._val_start = None
+        self._val_seconds = 0.0
+
+    def before_train(self, runner) -> None:
+        self._start = time.perf_counter()
+
+    def before_val_epoch(self, runner) -> None:
+        self._val_start = time.perf_counter()
 
     def after_val_epoch(self, runner, metrics=None) -> None:
+        now = time.perf_counter()
+        self.train_seconds.append(now - self._start - self._val_seconds - (now - self._val_start))
+        self._val_seconds += now - self._val_start
         # mmdet's CocoMetric returns nothing for a detector that detected nothing: 0 mAP.
         self.iters.append(runner.iter)
         self.values.append(float((metrics or {}).get(self.key, 0.0)) * self.scale)
@@ -137,8 +151,9 @@ def main(argv=None) -> int:
         progress.finish('done')
     metric = TASK_METRICS[args.task][0]
     iters, values = curve.iters, curve.values
-    for it, value in zip(iters, values):
-        print(f'[curve] {name}: iteration {it:>6}  {metric} {value:.2f}')
+    for it, value, seconds in zip(iters, values, curve.train_seconds):
+        print(f'[curve] {name}: iteration {it:>6}  {metric} {value:.2f}  '
+              f'after {seconds:.0f} s of training')
     atomic_write_text(
         osp.join(work_dir, 'curve.json'),
         json.dumps(
@@ -150,6 +165,7 @@ def main(argv=None) -> int:
                 metric=metric,
                 iters=iters,
                 values=values,
+                train_seconds=[round(t, 2) for t in curve.train_seconds],
                 num_train=args.num_train or sched.num_train,
                 num_val=args.num_val or sched.num_val,
                 device=device_name()),
