@@ -7,26 +7,10 @@ Each curve is labelled with its method (and loss weight), seed and validation si
 teacher and its students, or one student's weights, can be read side by side.
 """
 import argparse
-import json
 import sys
 
+from diffkd_mm.demo.curves import load_curve
 from diffkd_mm.fileio import save_figure
-
-#: What every curve.json written by convergence_curve.py holds.
-CURVE_KEYS = ('task', 'method', 'seed', 'metric', 'iters', 'values', 'num_val')
-
-
-def load_curve(path: str) -> dict:
-    """A ``curve.json``; ValueError naming the file if it is not one."""
-    try:
-        with open(path) as f:
-            curve = json.load(f)
-        missing = [k for k in CURVE_KEYS if k not in curve]
-    except (OSError, ValueError) as err:
-        raise ValueError(f'{path}: not a readable curve.json ({err})') from None
-    if missing:
-        raise ValueError(f'{path}: not a curve.json of convergence_curve.py (no {missing})')
-    return curve
 
 
 def label(curve: dict) -> str:

@@ -1,0 +1,132 @@
+"""tools/analysis_tools/time_to_target.py: when a curve first reaches another method's final
+mean, on curves and records made here."""
+import json
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+
+from diffkd_mm.demo.curves import (check_same_schedule, final_mean, first_reaching, median_paces,
+                                   time_to_target_table)
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+TOOL = osp.join(ROOT, 'tools', 'analysis_tools', 'time_to_target.py')
+
+
+def _record(method, seed, value, task='det', pace=0.5, **changes):
+    record = dict(
+        task=task,
+        seed=seed,
+        method=method,
+        metric='mAP',
+        benchmark_version=2,
+        teacher_iters=2000,
+        student_iters=2000,
+        num_train=400,
+        num_val=300,
+        value=value,
+        s_per_iter=pace)
+    record.update(changes)
+    return record
+
+
+def _curve(method, seed, values, seconds=None, task='det', **changes):
+    iters = [500 * (i + 1) for i in range(len(values))]
+    curve = dict(
+        task=task,
+        method=method,
+        seed=seed,
+        metric='mAP',
+        iters=iters,
+        values=values,
+        train_seconds=seconds or [it * 0.7 for it in iters],
+        num_train=400,
+        num_val=300)
+    curve.update(changes)
+    return curve
+
+
+RECORDS = [_record('fitnet', s, v) for s, v in enumerate([30.0, 32.0, 34.0])
+           ] + [_record('diffkd_pull', s, 33.0, pace=0.8)
+                for s in range(3)] + [_record('diffkd_pull', 0, 33.0, pace=2.0)]
+
+
+def test_target_is_the_mean_over_the_seeds_and_its_pace_the_median():
+    target = final_mean(RECORDS, 'det', 'fitnet', [0, 1, 2])
+    assert target.value == pytest.approx(32.0) and target.s_per_iter == 0.5
+    assert (target.student_iters, target.num_train, target.num_val) == (2000, 400, 300)
+    assert final_mean(RECORDS, 'det', 'fitnet', [0, 1]).value == pytest.approx(31.0)
+    assert median_paces(RECORDS, 'det') == {'fitnet': 0.5, 'diffkd_pull': 0.8}
+    with pytest.raises(
+            ValueError,
+            match=r'records of seeds \[0, 1, 2\], expected one for each '
+            r'of \[0, 1, 2, 3\]'):
+        final_mean(RECORDS, 'det', 'fitnet', [0, 1, 2, 3])
+    with pytest.raises(ValueError, match='no pkd records'):
+        final_mean(RECORDS, 'det', 'pkd', [])
+    mixed = RECORDS[:2] + [_record('fitnet', 2, 34.0, num_val=50)]
+    with pytest.raises(ValueError, match='different schedules'):
+        final_mean(mixed, 'det', 'fitnet', [0, 1, 2])
+
+
+def test_first_validation_at_or_above_the_target_or_never():
+    curve = _curve('diffkd_pull', 0, [20.0, 32.0, 31.0, 35.0], seconds=[400, 800, 1200, 1600])
+    assert first_reaching(curve, 32.0) == (1000, 800)  # equal counts as reached
+    assert first_reaching(curve, 33.0) == (2000, 1600)
+    assert first_reaching(curve, 35.1) == (None, None)
+    del curve['train_seconds']  # a curve.json from before the clock was kept
+    assert first_reaching(curve, 33.0) == (2000, None)
+
+
+def test_table_gives_iteration_own_seconds_and_records_pace():
+    target = final_mean(RECORDS, 'det', 'fitnet', [0, 1, 2])
+    curves = [
+        _curve('diffkd_pull', 1, [20.0, 33.0, 33.0, 34.0]),
+        _curve('diffkd_pull', 0, [20.0, 25.0, 30.0, 31.0]),
+        _curve('diffkd_pull', 0, [1.0] * 4, task='seg', metric='mIoU'),  # another task's
+    ]
+    lines = time_to_target_table(curves, target, median_paces(RECORDS, 'det'))
+    assert lines[0].startswith('| det: method | seed | final mAP') and '>= 32.00' in lines[0]
+    assert lines[2:] == [
+        '| diffkd_pull | 0 | 31.00 | never | - | - |',
+        '| diffkd_pull | 1 | 34.00 | 1000 of 2000 | 700 of 1400 | 800 |',
+        '| fitnet (its records, seeds 0, 1, 2) | - | 32.00 (mean) | 2000 (its schedule) | - '
+        '| 1000 |',
+    ]
+    with pytest.raises(
+            ValueError,
+            match='a curve of 1500 iterations on 400 train / 300 '
+            'validation images; the fitnet records it is compared with ran 2000'):
+        check_same_schedule(_curve('diffkd_pull', 0, [1.0, 2.0, 3.0]), target, 'c.json')
+
+
+@pytest.mark.slow
+def test_tool_prints_each_task_and_draws_the_picture(tmp_path):
+    (tmp_path / 'results.json').write_text(json.dumps(RECORDS))
+    paths = []
+    for seed, values in ((0, [20.0, 30.0, 33.0, 33.5]), (1, [10.0, 20.0, 25.0, 28.0])):
+        paths.append(tmp_path / f'c{seed}.json')
+        paths[-1].write_text(json.dumps(_curve('diffkd_pull', seed, values)))
+    plot = tmp_path / 'ttt.png'
+    args = [sys.executable, TOOL, *map(str, paths)]
+    records = ['--records', str(tmp_path / 'results.json')]
+    out = subprocess.run(
+        args + records + ['--plot', str(plot)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert '| diffkd_pull | 0 | 33.50 | 1500 of 2000 | 1050 of 1400 | 1200 |' in out.stdout
+    assert '| diffkd_pull | 1 | 28.00 | never |' in out.stdout
+    assert plot.stat().st_size > 0
+    # An existing picture is kept; a short curve, a missing seed or a bad file is named.
+    short = tmp_path / 'short.json'
+    short.write_text(json.dumps(_curve('diffkd_pull', 0, [1.0, 2.0])))
+    (tmp_path / 'bad.json').write_text('[1, 2]')
+    for extra, message in ((['--plot', str(plot)],
+                            f'--plot {plot} exists'), ([str(short)], 'a curve of 1000 iterations'),
+                           (['--seeds', '0', '5'], 'expected one for each of [0, 5]'),
+                           (['--records', str(tmp_path / 'bad.json')], 'not a results.json')):
+        # (a curve before --records: that option takes every file after it)
+        given = args + extra + records if extra[0] == str(short) else args + records + extra
+        out = subprocess.run(given, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 1 and 'Traceback' not in out.stderr, out.stderr[-2000:]
+        assert message in out.stderr

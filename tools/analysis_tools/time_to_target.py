@@ -1,0 +1,110 @@
+"""When does each method's validation first reach FitNet's final mean accuracy?
+
+    python tools/analysis_tools/convergence_curve.py --task det --method diffkd_pull --seed 0 \
+        --iters 2000 --val-interval 250 --num-train 400 --num-val 300 --teacher-ckpt T.pth
+    python tools/analysis_tools/time_to_target.py work_dirs/convergence/*/*/curve.json \
+        --records docs/results/converged_benchmark.json --plot time_to_fitnet.png
+
+The target of each task is the ``--target-method``'s final value averaged over its records'
+seeds (default: every seed it has). Each curve, which must have trained on those records' data
+and schedule, gives the first validation at or above it: the iteration, the seconds of training
+its own run took to get there, and those iterations at the pace its method's records ran at (one
+machine and load for every method, unlike the curves' own runs). "never" is an answer.
+"""
+import argparse
+import os
+import sys
+
+from diffkd_mm.demo.curves import (check_same_schedule, final_mean, load_curve, median_paces,
+                                   time_to_target_table)
+from diffkd_mm.demo.records import read_records
+from diffkd_mm.demo.settings import method_title
+from diffkd_mm.fileio import save_figure
+
+
+def plot(curves, targets, path):
+    """Each task's curves against the iteration, the target as a dashed line."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, len(targets), figsize=(5.2 * len(targets), 3.6), squeeze=False)
+    for ax, target in zip(axes[0], targets):
+        for curve in (c for c in curves if c['task'] == target.task):
+            ax.plot(
+                curve['iters'],
+                curve['values'],
+                marker='o',
+                markersize=3,
+                label=f'{method_title(curve["method"])}, seed {curve["seed"]}')
+        ax.axhline(
+            target.value,
+            linestyle='--',
+            color='k',
+            linewidth=1,
+            label=f'{method_title(target.method)}: final mean {target.value:.2f}')
+        ax.set_title(target.task, fontsize=9)
+        ax.set_xlabel('iteration')
+        metric = next(c['metric'] for c in curves if c['task'] == target.task)
+        ax.set_ylabel(f'{metric} (%)')
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    save_figure(fig, path)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('curves', nargs='+', help='curve.json files of convergence_curve.py')
+    parser.add_argument(
+        '--records',
+        nargs='+',
+        required=True,
+        help='results.json files (tools/run_demo.py) with the target method\'s records and, '
+        'for their pace, the curves\' methods\'')
+    parser.add_argument(
+        '--target-method',
+        default='fitnet',
+        help='whose final mean is the target (default: fitnet)')
+    parser.add_argument(
+        '--seeds',
+        nargs='+',
+        type=int,
+        metavar='SEED',
+        help='the seeds its mean is over (default: every seed of its records of the task)')
+    parser.add_argument(
+        '--plot', metavar='PNG', help='also draw the curves and targets (not replaced if there)')
+    args = parser.parse_args(argv)
+    if args.plot and os.path.exists(args.plot):
+        sys.exit(f'time_to_target.py: --plot {args.plot} exists: give another path or remove it')
+    try:
+        curves = [load_curve(path) for path in args.curves]
+        records = []
+        for path in args.records:
+            try:
+                records += read_records(path)
+            except (OSError, ValueError, TypeError, KeyError) as err:
+                raise ValueError(f'--records {path}: not a results.json of run_demo.py '
+                                 f'({type(err).__name__}: {err})') from None
+        targets = []
+        for task in sorted({c['task'] for c in curves}):
+            seeds = args.seeds or sorted({
+                r['seed']
+                for r in records if r['task'] == task and r['method'] == args.target_method
+            })
+            targets.append(final_mean(records, task, args.target_method, seeds))
+        for path, curve in zip(args.curves, curves):
+            check_same_schedule(curve, next(t for t in targets if t.task == curve['task']), path)
+    except ValueError as err:
+        sys.exit(f'time_to_target.py: {err}')
+    for target in targets:
+        print('\n'.join(time_to_target_table(curves, target, median_paces(records, target.task))))
+        print()
+    if args.plot:
+        plot(curves, targets, args.plot)
+        print(f'time_to_target.py: {args.plot}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
