@@ -91,24 +91,36 @@ def first_reaching(curve: dict, value: float) -> Reached:
     return Reached(None, None)
 
 
-def median_paces(records: Sequence[dict], task: str) -> dict:
-    """``{method: median seconds per iteration}`` of ``task``'s records that carry one."""
+def cost_ratios(records: Sequence[dict], target: Target) -> dict:
+    """``{method: seconds per iteration / the target method's}`` from the median pace of
+    ``target.task``'s records of each method (the records must have run under one load for
+    these to mean anything; give measured ratios otherwise)."""
     paces = {}
     for r in records:
-        if r['task'] == task and r.get('s_per_iter'):
+        if r['task'] == target.task and r.get('s_per_iter'):
             paces.setdefault(r['method'], []).append(r['s_per_iter'])
-    return {method: statistics.median(values) for method, values in paces.items()}
+    if target.s_per_iter is None:
+        return {}
+    return {
+        method: statistics.median(values) / target.s_per_iter
+        for method, values in paces.items()
+    }
 
 
-def time_to_target_table(curves: Sequence[dict], target: Target, paces: dict) -> List[str]:
+def time_to_target_table(curves: Sequence[dict], target: Target, ratios: dict) -> List[str]:
     """Markdown lines: each curve of ``target.task`` against ``target``.
+
+    The time a curve takes is given three ways: iterations (what no machine's load changes);
+    the seconds of training of the curve's own run; and a share of the target method's whole
+    training, ``iteration * ratio / its iterations``, where ``ratio`` is the curve's method's
+    cost per iteration relative to the target method's (1.00: as long as the target method
+    trains; below: sooner).
 
     Args:
         curves (list[dict]): Curves of ``target.task`` (other tasks are skipped).
         target (Target): What each curve must reach.
-        paces (dict): ``{method: seconds per iteration}`` at which "seconds at the records'
-            pace" is counted (see :func:`median_paces`): the records ran on one machine under
-            one load, while a curve's own clock is that of its run.
+        ratios (dict): ``{method: cost per iteration / the target method's}`` (see
+            :func:`cost_ratios`); a method without one gets no share.
 
     Returns:
         list[str]: The table, a line each (header first), then the target method's own row.
@@ -117,24 +129,24 @@ def time_to_target_table(curves: Sequence[dict], target: Target, paces: dict) ->
     lines = [
         f'| {target.task}: method | seed | final {metric} of the curve | first validation '
         f'>= {target.value:.2f} | seconds of training then (the curve\'s run) | '
-        'at the records\' pace (s) |', '|---|---|---|---|---|---|'
+        f'share of {target.method}\'s training |', '|---|---|---|---|---|---|'
     ]
     for curve in sorted((c for c in curves if c['task'] == target.task),
                         key=lambda c: (c['method'], c['seed'])):
         reached = first_reaching(curve, target.value)
-        pace = paces.get(curve['method'])
+        ratio = ratios.get(curve['method'])
         if reached.iteration is None:
             cells = ['never', '-', '-']
         else:
             cells = [
                 f'{reached.iteration} of {curve["iters"][-1]}', '-' if reached.train_seconds is None
                 else f'{reached.train_seconds:.0f} of {curve["train_seconds"][-1]:.0f}',
-                '-' if pace is None else f'{reached.iteration * pace:.0f}'
+                '-' if ratio is None else f'{reached.iteration * ratio / target.student_iters:.2f} '
+                f'({ratio:.2f}x per iteration)'
             ]
         lines.append(f'| {curve["method"]} | {curve["seed"]} | {curve["values"][-1]:.2f} | ' +
                      ' | '.join(cells) + ' |')
-    own = ('-' if target.s_per_iter is None else f'{target.student_iters * target.s_per_iter:.0f}')
     seeds = ', '.join(str(s) for s in target.seeds)
     lines.append(f'| {target.method} (its records, seeds {seeds}) | - | {target.value:.2f} '
-                 f'(mean) | {target.student_iters} (its schedule) | - | {own} |')
+                 f'(mean) | {target.student_iters} (its schedule) | - | 1.00 |')
     return lines

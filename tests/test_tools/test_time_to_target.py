@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from diffkd_mm.demo.curves import (check_same_schedule, final_mean, first_reaching, median_paces,
+from diffkd_mm.demo.curves import (check_same_schedule, cost_ratios, final_mean, first_reaching,
                                    time_to_target_table)
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -57,7 +57,7 @@ def test_target_is_the_mean_over_the_seeds_and_its_pace_the_median():
     assert target.value == pytest.approx(32.0) and target.s_per_iter == 0.5
     assert (target.student_iters, target.num_train, target.num_val) == (2000, 400, 300)
     assert final_mean(RECORDS, 'det', 'fitnet', [0, 1]).value == pytest.approx(31.0)
-    assert median_paces(RECORDS, 'det') == {'fitnet': 0.5, 'diffkd_pull': 0.8}
+    assert cost_ratios(RECORDS, target) == {'fitnet': 1.0, 'diffkd_pull': pytest.approx(1.6)}
     with pytest.raises(
             ValueError,
             match=r'records of seeds \[0, 1, 2\], expected one for each '
@@ -86,14 +86,17 @@ def test_table_gives_iteration_own_seconds_and_records_pace():
         _curve('diffkd_pull', 0, [20.0, 25.0, 30.0, 31.0]),
         _curve('diffkd_pull', 0, [1.0] * 4, task='seg', metric='mIoU'),  # another task's
     ]
-    lines = time_to_target_table(curves, target, median_paces(RECORDS, 'det'))
+    lines = time_to_target_table(curves, target, cost_ratios(RECORDS, target))
     assert lines[0].startswith('| det: method | seed | final mAP') and '>= 32.00' in lines[0]
+    assert lines[0].endswith("| share of fitnet's training |")
     assert lines[2:] == [
         '| diffkd_pull | 0 | 31.00 | never | - | - |',
-        '| diffkd_pull | 1 | 34.00 | 1000 of 2000 | 700 of 1400 | 800 |',
+        '| diffkd_pull | 1 | 34.00 | 1000 of 2000 | 700 of 1400 | 0.80 (1.60x per iteration) |',
         '| fitnet (its records, seeds 0, 1, 2) | - | 32.00 (mean) | 2000 (its schedule) | - '
-        '| 1000 |',
+        '| 1.00 |',
     ]
+    # A method without a ratio gets no share.
+    assert time_to_target_table(curves[:1], target, {})[2].endswith('| 700 of 1400 | - |')
     with pytest.raises(
             ValueError,
             match='a curve of 1500 iterations on 400 train / 300 '
@@ -114,9 +117,15 @@ def test_tool_prints_each_task_and_draws_the_picture(tmp_path):
     out = subprocess.run(
         args + records + ['--plot', str(plot)], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert '| diffkd_pull | 0 | 33.50 | 1500 of 2000 | 1050 of 1400 | 1200 |' in out.stdout
+    assert '| diffkd_pull | 0 | 33.50 | 1500 of 2000 | 1050 of 1400 | 1.20 (1.60x' in out.stdout
     assert '| diffkd_pull | 1 | 28.00 | never |' in out.stdout
     assert plot.stat().st_size > 0
+    out = subprocess.run(
+        args + ['--cost-ratio', 'diffkd_pull=1.1'] + records,
+        capture_output=True,
+        text=True,
+        timeout=300)
+    assert '| 1050 of 1400 | 0.83 (1.10x per iteration) |' in out.stdout, out.stderr[-2000:]
     # An existing picture is kept; a short curve, a missing seed or a bad file is named.
     short = tmp_path / 'short.json'
     short.write_text(json.dumps(_curve('diffkd_pull', 0, [1.0, 2.0])))
@@ -124,7 +133,9 @@ def test_tool_prints_each_task_and_draws_the_picture(tmp_path):
     for extra, message in ((['--plot', str(plot)],
                             f'--plot {plot} exists'), ([str(short)], 'a curve of 1000 iterations'),
                            (['--seeds', '0', '5'], 'expected one for each of [0, 5]'),
-                           (['--records', str(tmp_path / 'bad.json')], 'not a results.json')):
+                           (['--records', str(tmp_path / 'bad.json')],
+                            'not a results.json'), (['--cost-ratio',
+                                                     'diffkd_pull=fast'], 'expected METHOD=RATIO')):
         # (a curve before --records: that option takes every file after it)
         given = args + extra + records if extra[0] == str(short) else args + records + extra
         out = subprocess.run(given, capture_output=True, text=True, timeout=300)

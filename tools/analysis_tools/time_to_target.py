@@ -8,14 +8,15 @@
 The target of each task is the ``--target-method``'s final value averaged over its records'
 seeds (default: every seed it has). Each curve, which must have trained on those records' data
 and schedule, gives the first validation at or above it: the iteration, the seconds of training
-its own run took to get there, and those iterations at the pace its method's records ran at (one
-machine and load for every method, unlike the curves' own runs). "never" is an answer.
+its own run took to get there, and the share of the target method's whole training that is:
+iterations times the method's cost per iteration relative to the target's (``--cost-ratio``, or
+the ratio of the records' median paces). "never" is an answer.
 """
 import argparse
 import os
 import sys
 
-from diffkd_mm.demo.curves import (check_same_schedule, final_mean, load_curve, median_paces,
+from diffkd_mm.demo.curves import (check_same_schedule, cost_ratios, final_mean, load_curve,
                                    time_to_target_table)
 from diffkd_mm.demo.records import read_records
 from diffkd_mm.demo.settings import method_title
@@ -73,10 +74,28 @@ def main(argv=None) -> int:
         metavar='SEED',
         help='the seeds its mean is over (default: every seed of its records of the task)')
     parser.add_argument(
+        '--cost-ratio',
+        nargs='+',
+        default=[],
+        metavar='METHOD=RATIO',
+        help='cost per iteration of a method relative to the target method\'s, measured apart '
+        '(e.g. diffkd_pull=1.07 from benchmark_train_step.py); default: the ratio of the '
+        'records\' median seconds per iteration')
+    parser.add_argument(
         '--plot', metavar='PNG', help='also draw the curves and targets (not replaced if there)')
     args = parser.parse_args(argv)
     if args.plot and os.path.exists(args.plot):
         sys.exit(f'time_to_target.py: --plot {args.plot} exists: give another path or remove it')
+    given = {}
+    for item in args.cost_ratio:
+        method, _, ratio = item.partition('=')
+        try:
+            given[method] = float(ratio)
+        except ValueError:
+            given[method] = -1.0
+        if not method or not given[method] > 0:
+            sys.exit(f'time_to_target.py: --cost-ratio {item}: expected METHOD=RATIO with a '
+                     'ratio > 0, e.g. diffkd_pull=1.07')
     try:
         curves = [load_curve(path) for path in args.curves]
         records = []
@@ -98,7 +117,8 @@ def main(argv=None) -> int:
     except ValueError as err:
         sys.exit(f'time_to_target.py: {err}')
     for target in targets:
-        print('\n'.join(time_to_target_table(curves, target, median_paces(records, target.task))))
+        ratios = dict(cost_ratios(records, target), **given)
+        print('\n'.join(time_to_target_table(curves, target, ratios)))
         print()
     if args.plot:
         plot(curves, targets, args.plot)
