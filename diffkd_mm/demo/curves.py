@@ -4,12 +4,15 @@ the time a method takes to reach another method's final accuracy.
 A method that ends higher than FitNet may still need all of its schedule to get there, and a
 method that costs more per iteration may still get there sooner. The question a user asks is
 "how long until it is as good as the cheap baseline?": the first validation of the method's
-curve at or above the baseline's final mean over the benchmark's seeds, in iterations and in
-seconds of training. A curve that never reaches it says so ("never").
+curve at or above the baseline's final value, in iterations and in seconds of training. As
+everywhere in the benchmark, methods are paired by seed: a seed's curve is held to the
+baseline's final value on that seed (a seed with a weaker teacher is harder for every method),
+and the mean curve over several seeds to the baseline's mean over the same seeds. A curve that
+never reaches its target says so ("never").
 """
 import json
 import statistics
-from typing import List, NamedTuple, Optional, Sequence
+from typing import Dict, List, NamedTuple, Optional, Sequence
 
 #: What every curve.json written by convergence_curve.py holds.
 CURVE_KEYS = ('task', 'method', 'seed', 'metric', 'iters', 'values', 'num_val')
@@ -29,55 +32,60 @@ def load_curve(path: str) -> dict:
 
 
 class Target(NamedTuple):
-    """A method's final mean on one task's seeds, and the schedule it was measured on."""
+    """A method's final values on one task, per seed, and the schedule they were measured on."""
     task: str
     method: str
-    seeds: tuple
-    value: float
+    values: Dict[int, float]
     student_iters: int
     num_train: int
     num_val: int
     s_per_iter: Optional[float]  # median over its records; None if they lack it
 
+    def mean(self, seeds: Sequence[int]) -> float:
+        """The mean final value over ``seeds``."""
+        return statistics.fmean(self.values[s] for s in seeds)
 
-def final_mean(records: Sequence[dict], task: str, method: str, seeds: Sequence[int]) -> Target:
-    """The mean final value of ``method``'s records of ``task`` over ``seeds``.
+
+def target_of(records: Sequence[dict], task: str, method: str) -> Target:
+    """``method``'s final values on ``task``, from its records.
 
     Raises:
-        ValueError: a seed without a record, one with two, or records of different schedules.
+        ValueError: no record, two records of one seed, or records of different schedules.
     """
-    if not seeds:
-        raise ValueError(f'{task}: no {method} records to take the target from')
     chosen = [r for r in records if r['task'] == task and r['method'] == method]
-    found = sorted(r['seed'] for r in chosen if r['seed'] in seeds)
-    if found != sorted(set(seeds)):
-        raise ValueError(f'{task} {method}: records of seeds {found}, expected one for each of '
-                         f'{sorted(set(seeds))}')
-    chosen = [r for r in chosen if r['seed'] in seeds]
+    if not chosen:
+        raise ValueError(f'{task}: no {method} records to take the target from')
+    seeds = [r['seed'] for r in chosen]
+    if len(set(seeds)) < len(seeds):
+        raise ValueError(f'{task} {method}: two records of one seed ({sorted(seeds)}): give each '
+                         'run once')
     schedules = {(r['student_iters'], r['num_train'], r['num_val']) for r in chosen}
     if len(schedules) > 1:
         raise ValueError(f'{task} {method}: records of different schedules (student iterations, '
                          f'train and validation images) {sorted(schedules)}')
     [(iters, num_train, num_val)] = schedules
     paces = [r['s_per_iter'] for r in chosen if r.get('s_per_iter')]
-    return Target(task, method, tuple(sorted(set(seeds))),
-                  statistics.fmean(r['value'] for r in chosen), iters, num_train, num_val,
+    return Target(task, method, {r['seed']: r['value']
+                                 for r in chosen}, iters, num_train, num_val,
                   statistics.median(paces) if paces else None)
 
 
-def check_same_schedule(curve: dict, target: Target, name: str) -> None:
-    """ValueError unless ``curve`` trained on the data and schedule of ``target``'s records
-    (a shorter or smaller run reaches a target at another time, or never)."""
+def check_curve(curve: dict, target: Target, name: str) -> None:
+    """ValueError unless ``curve`` trained on the data and schedule of ``target``'s records (a
+    shorter or smaller run reaches a target at another time, or never) on a seed they have."""
     got = (curve['iters'][-1], curve.get('num_train'), curve['num_val'])
     want = (target.student_iters, target.num_train, target.num_val)
     if got != want:
         raise ValueError(f'{name}: a curve of {got[0]} iterations on {got[1]} train / {got[2]} '
                          f'validation images; the {target.method} records it is compared with '
                          f'ran {want[0]} on {want[1]} / {want[2]}')
+    if curve['seed'] not in target.values:
+        raise ValueError(f'{name}: seed {curve["seed"]}, which the {target.task} {target.method} '
+                         f'records do not have (they have {sorted(target.values)})')
 
 
 class Reached(NamedTuple):
-    """Where one curve first reaches a target: None for "never"."""
+    """Where a curve first reaches a target: None for "never"."""
     iteration: Optional[int]
     train_seconds: Optional[float]  # of the curve's own run; None for an older curve.json
 
@@ -89,6 +97,24 @@ def first_reaching(curve: dict, value: float) -> Reached:
         if v >= value:
             return Reached(it, s)
     return Reached(None, None)
+
+
+def mean_curve(curves: Sequence[dict]) -> dict:
+    """The mean of several seeds' curves of one method, validated at the same iterations.
+
+    Raises:
+        ValueError: the curves were validated at different iterations.
+    """
+    iters = curves[0]['iters']
+    if any(c['iters'] != iters for c in curves):
+        raise ValueError(f'{curves[0]["method"]}: its curves were validated at different '
+                         'iterations: run them with one --val-interval')
+    seconds = [c.get('train_seconds') for c in curves]
+    return dict(
+        curves[0],
+        seed=tuple(sorted(c['seed'] for c in curves)),
+        values=[statistics.fmean(v) for v in zip(*(c['values'] for c in curves))],
+        train_seconds=None if None in seconds else [statistics.fmean(t) for t in zip(*seconds)])
 
 
 def cost_ratios(records: Sequence[dict], target: Target) -> dict:
@@ -108,7 +134,8 @@ def cost_ratios(records: Sequence[dict], target: Target) -> dict:
 
 
 def time_to_target_table(curves: Sequence[dict], target: Target, ratios: dict) -> List[str]:
-    """Markdown lines: each curve of ``target.task`` against ``target``.
+    """Markdown lines: each curve of ``target.task`` against ``target`` on its seed, then, for a
+    method with several seeds, their mean curve against the target's mean over those seeds.
 
     The time a curve takes is given three ways: iterations (what no machine's load changes);
     the seconds of training of the curve's own run; and a share of the target method's whole
@@ -117,23 +144,32 @@ def time_to_target_table(curves: Sequence[dict], target: Target, ratios: dict) -
     trains; below: sooner).
 
     Args:
-        curves (list[dict]): Curves of ``target.task`` (other tasks are skipped).
+        curves (list[dict]): Curves (those of other tasks are skipped), each checked with
+            :func:`check_curve`.
         target (Target): What each curve must reach.
         ratios (dict): ``{method: cost per iteration / the target method's}`` (see
             :func:`cost_ratios`); a method without one gets no share.
 
     Returns:
-        list[str]: The table, a line each (header first), then the target method's own row.
+        list[str]: The table, a line each, header first.
     """
-    metric = next((c['metric'] for c in curves if c['task'] == target.task), '')
+    mine = sorted((c for c in curves if c['task'] == target.task),
+                  key=lambda c: (c['method'], c['seed']))
+    metric = mine[0]['metric'] if mine else ''
     lines = [
-        f'| {target.task}: method | seed | final {metric} of the curve | first validation '
-        f'>= {target.value:.2f} | seconds of training then (the curve\'s run) | '
-        f'share of {target.method}\'s training |', '|---|---|---|---|---|---|'
+        f'| {target.task}: method | seed | final {metric} of the curve | {target.method}\'s '
+        'final (its record) | first validation at or above it | seconds of training then (the '
+        f'curve\'s run) | share of {target.method}\'s training |', '|---|---|---|---|---|---|---|'
     ]
-    for curve in sorted((c for c in curves if c['task'] == target.task),
-                        key=lambda c: (c['method'], c['seed'])):
-        reached = first_reaching(curve, target.value)
+    rows = list(mine)
+    for method in sorted({c['method'] for c in mine}):
+        seeds = [c for c in mine if c['method'] == method]
+        if len(seeds) > 1:
+            rows.append(mean_curve(seeds))
+    for curve in rows:
+        seeds = curve['seed'] if isinstance(curve['seed'], tuple) else (curve['seed'], )
+        value = target.mean(seeds)
+        reached = first_reaching(curve, value)
         ratio = ratios.get(curve['method'])
         if reached.iteration is None:
             cells = ['never', '-', '-']
@@ -144,9 +180,7 @@ def time_to_target_table(curves: Sequence[dict], target: Target, ratios: dict) -
                 '-' if ratio is None else f'{reached.iteration * ratio / target.student_iters:.2f} '
                 f'({ratio:.2f}x per iteration)'
             ]
-        lines.append(f'| {curve["method"]} | {curve["seed"]} | {curve["values"][-1]:.2f} | ' +
+        seed = (f'mean of {", ".join(map(str, seeds))}' if len(seeds) > 1 else str(seeds[0]))
+        lines.append(f'| {curve["method"]} | {seed} | {curve["values"][-1]:.2f} | {value:.2f} | ' +
                      ' | '.join(cells) + ' |')
-    seeds = ', '.join(str(s) for s in target.seeds)
-    lines.append(f'| {target.method} (its records, seeds {seeds}) | - | {target.value:.2f} '
-                 f'(mean) | {target.student_iters} (its schedule) | - | 1.00 |')
     return lines

@@ -1,5 +1,5 @@
 """tools/analysis_tools/time_to_target.py: when a curve first reaches another method's final
-mean, on curves and records made here."""
+value, seed by seed, on curves and records made here."""
 import json
 import os.path as osp
 import subprocess
@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from diffkd_mm.demo.curves import (check_same_schedule, cost_ratios, final_mean, first_reaching,
+from diffkd_mm.demo.curves import (check_curve, cost_ratios, first_reaching, mean_curve, target_of,
                                    time_to_target_table)
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -52,22 +52,29 @@ RECORDS = [_record('fitnet', s, v) for s, v in enumerate([30.0, 32.0, 34.0])
                 for s in range(3)] + [_record('diffkd_pull', 0, 33.0, pace=2.0)]
 
 
-def test_target_is_the_mean_over_the_seeds_and_its_pace_the_median():
-    target = final_mean(RECORDS, 'det', 'fitnet', [0, 1, 2])
-    assert target.value == pytest.approx(32.0) and target.s_per_iter == 0.5
+def test_target_per_seed_its_mean_and_the_records_pace():
+    target = target_of(RECORDS, 'det', 'fitnet')
+    assert target.values == {0: 30.0, 1: 32.0, 2: 34.0} and target.s_per_iter == 0.5
+    assert target.mean([0, 1]) == pytest.approx(31.0)
     assert (target.student_iters, target.num_train, target.num_val) == (2000, 400, 300)
-    assert final_mean(RECORDS, 'det', 'fitnet', [0, 1]).value == pytest.approx(31.0)
     assert cost_ratios(RECORDS, target) == {'fitnet': 1.0, 'diffkd_pull': pytest.approx(1.6)}
-    with pytest.raises(
-            ValueError,
-            match=r'records of seeds \[0, 1, 2\], expected one for each '
-            r'of \[0, 1, 2, 3\]'):
-        final_mean(RECORDS, 'det', 'fitnet', [0, 1, 2, 3])
-    with pytest.raises(ValueError, match='no pkd records'):
-        final_mean(RECORDS, 'det', 'pkd', [])
+    with pytest.raises(ValueError, match='det: no pkd records'):
+        target_of(RECORDS, 'det', 'pkd')
+    with pytest.raises(ValueError, match='two records of one seed'):
+        target_of(RECORDS, 'det', 'diffkd_pull')
     mixed = RECORDS[:2] + [_record('fitnet', 2, 34.0, num_val=50)]
     with pytest.raises(ValueError, match='different schedules'):
-        final_mean(mixed, 'det', 'fitnet', [0, 1, 2])
+        target_of(mixed, 'det', 'fitnet')
+    with pytest.raises(
+            ValueError,
+            match='a curve of 1500 iterations on 400 train / 300 '
+            'validation images; the fitnet records it is compared with ran 2000'):
+        check_curve(_curve('diffkd_pull', 0, [1.0, 2.0, 3.0]), target, 'c.json')
+    with pytest.raises(
+            ValueError,
+            match=r'seed 7, which the det fitnet records do not have '
+            r'\(they have \[0, 1, 2\]\)'):
+        check_curve(_curve('diffkd_pull', 7, [1.0] * 4), target, 'c.json')
 
 
 def test_first_validation_at_or_above_the_target_or_never():
@@ -79,34 +86,42 @@ def test_first_validation_at_or_above_the_target_or_never():
     assert first_reaching(curve, 33.0) == (2000, None)
 
 
-def test_table_gives_iteration_own_seconds_and_records_pace():
-    target = final_mean(RECORDS, 'det', 'fitnet', [0, 1, 2])
+def test_mean_curve_over_seeds_validated_alike():
+    mean = mean_curve([
+        _curve('diffkd_pull', 1, [20.0, 30.0], seconds=[300, 600]),
+        _curve('diffkd_pull', 0, [10.0, 40.0], seconds=[500, 1000])
+    ])
+    assert mean['seed'] == (0, 1) and mean['values'] == [15.0, 35.0]
+    assert mean['train_seconds'] == [400, 800]
+    with pytest.raises(ValueError, match='validated at different iterations'):
+        mean_curve([_curve('diffkd_pull', 0, [1.0]), _curve('diffkd_pull', 1, [1.0, 2.0])])
+
+
+def test_table_pairs_each_seed_and_the_mean_with_the_targets():
+    target = target_of(RECORDS, 'det', 'fitnet')
     curves = [
-        _curve('diffkd_pull', 1, [20.0, 33.0, 33.0, 34.0]),
-        _curve('diffkd_pull', 0, [20.0, 25.0, 30.0, 31.0]),
+        _curve('diffkd_pull', 1, [20.0, 32.0, 33.0, 34.0]),
+        _curve('diffkd_pull', 0, [20.0, 25.0, 29.0, 29.5]),
         _curve('diffkd_pull', 0, [1.0] * 4, task='seg', metric='mIoU'),  # another task's
     ]
     lines = time_to_target_table(curves, target, cost_ratios(RECORDS, target))
-    assert lines[0].startswith('| det: method | seed | final mAP') and '>= 32.00' in lines[0]
+    assert lines[0].startswith("| det: method | seed | final mAP of the curve | fitnet's final")
     assert lines[0].endswith("| share of fitnet's training |")
     assert lines[2:] == [
-        '| diffkd_pull | 0 | 31.00 | never | - | - |',
-        '| diffkd_pull | 1 | 34.00 | 1000 of 2000 | 700 of 1400 | 0.80 (1.60x per iteration) |',
-        '| fitnet (its records, seeds 0, 1, 2) | - | 32.00 (mean) | 2000 (its schedule) | - '
-        '| 1.00 |',
+        '| diffkd_pull | 0 | 29.50 | 30.00 | never | - | - |',
+        '| diffkd_pull | 1 | 34.00 | 32.00 | 1000 of 2000 | 700 of 1400 | 0.80 (1.60x per '
+        'iteration) |',
+        # mean curve 20, 28.5, 31, 31.75 against (30 + 32) / 2
+        '| diffkd_pull | mean of 0, 1 | 31.75 | 31.00 | 1500 of 2000 | 1050 of 1400 | 1.20 '
+        '(1.60x per iteration) |',
     ]
     # A method without a ratio gets no share.
     assert time_to_target_table(curves[:1], target, {})[2].endswith('| 700 of 1400 | - |')
-    with pytest.raises(
-            ValueError,
-            match='a curve of 1500 iterations on 400 train / 300 '
-            'validation images; the fitnet records it is compared with ran 2000'):
-        check_same_schedule(_curve('diffkd_pull', 0, [1.0, 2.0, 3.0]), target, 'c.json')
 
 
 @pytest.mark.slow
 def test_tool_prints_each_task_and_draws_the_picture(tmp_path):
-    (tmp_path / 'results.json').write_text(json.dumps(RECORDS))
+    (tmp_path / 'results.json').write_text(json.dumps(RECORDS[:6]))
     paths = []
     for seed, values in ((0, [20.0, 30.0, 33.0, 33.5]), (1, [10.0, 20.0, 25.0, 28.0])):
         paths.append(tmp_path / f'c{seed}.json')
@@ -117,25 +132,24 @@ def test_tool_prints_each_task_and_draws_the_picture(tmp_path):
     out = subprocess.run(
         args + records + ['--plot', str(plot)], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert '| diffkd_pull | 0 | 33.50 | 1500 of 2000 | 1050 of 1400 | 1.20 (1.60x' in out.stdout
-    assert '| diffkd_pull | 1 | 28.00 | never |' in out.stdout
+    assert '| diffkd_pull | 0 | 33.50 | 30.00 | 1000 of 2000 | 700 of 1400 | 0.80 (1.60x' in (
+        out.stdout)
+    assert '| diffkd_pull | 1 | 28.00 | 32.00 | never |' in out.stdout
     assert plot.stat().st_size > 0
     out = subprocess.run(
         args + ['--cost-ratio', 'diffkd_pull=1.1'] + records,
         capture_output=True,
         text=True,
         timeout=300)
-    assert '| 1050 of 1400 | 0.83 (1.10x per iteration) |' in out.stdout, out.stderr[-2000:]
-    # An existing picture is kept; a short curve, a missing seed or a bad file is named.
+    assert '| 700 of 1400 | 0.55 (1.10x per iteration) |' in out.stdout, out.stderr[-2000:]
+    # An existing picture is kept; a short curve, a bad records file or ratio is named.
     short = tmp_path / 'short.json'
     short.write_text(json.dumps(_curve('diffkd_pull', 0, [1.0, 2.0])))
     (tmp_path / 'bad.json').write_text('[1, 2]')
     for extra, message in ((['--plot', str(plot)],
                             f'--plot {plot} exists'), ([str(short)], 'a curve of 1000 iterations'),
-                           (['--seeds', '0', '5'], 'expected one for each of [0, 5]'),
-                           (['--records', str(tmp_path / 'bad.json')],
-                            'not a results.json'), (['--cost-ratio',
-                                                     'diffkd_pull=fast'], 'expected METHOD=RATIO')):
+                           (['--records', str(tmp_path / 'bad.json')], 'not a results.json'),
+                           (['--cost-ratio', 'diffkd_pull=fast'], 'expected METHOD=RATIO')):
         # (a curve before --records: that option takes every file after it)
         given = args + extra + records if extra[0] == str(short) else args + records + extra
         out = subprocess.run(given, capture_output=True, text=True, timeout=300)

@@ -147,8 +147,8 @@ def test_slurm_scripts_call_srun_with_our_tools(tmp_path, script, args):
     ('analysis_tools/paired_results.py',
      ['--seeds', '--plot', '--plot-diagnostics', '--select', '--reference', '--finalists']),
     ('analysis_tools/attach_diagnostics.py', ['--out', '--in-place']),
-    ('analysis_tools/time_to_target.py',
-     ['--records', '--target-method', '--seeds', '--cost-ratio', '--plot']),
+    ('analysis_tools/time_to_target.py', ['--records', '--target-method', '--cost-ratio', '--plot'
+                                          ]),
     ('model_converters/convert_kd_ckpt_to_student.py', ['--force']),
     ('analysis_tools/visualize_denoising.py',
      ['--out-dir', '--num-images', '--loss-name', '--cfg-options']),

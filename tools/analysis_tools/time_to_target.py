@@ -1,22 +1,23 @@
-"""When does each method's validation first reach FitNet's final mean accuracy?
+"""When does each method's validation first reach FitNet's final accuracy, seed by seed?
 
     python tools/analysis_tools/convergence_curve.py --task det --method diffkd_pull --seed 0 \
         --iters 2000 --val-interval 250 --num-train 400 --num-val 300 --teacher-ckpt T.pth
     python tools/analysis_tools/time_to_target.py work_dirs/convergence/*/*/curve.json \
         --records docs/results/converged_benchmark.json --plot time_to_fitnet.png
 
-The target of each task is the ``--target-method``'s final value averaged over its records'
-seeds (default: every seed it has). Each curve, which must have trained on those records' data
-and schedule, gives the first validation at or above it: the iteration, the seconds of training
-its own run took to get there, and the share of the target method's whole training that is:
-iterations times the method's cost per iteration relative to the target's (``--cost-ratio``, or
-the ratio of the records' median paces). "never" is an answer.
+Paired by seed, as the benchmark is: each curve, which must have trained on the records' data
+and schedule, is held to the ``--target-method``'s final value on its seed, and the mean curve of
+a method's seeds to that method's mean over the same seeds. Each gives the first validation at
+or above its target: the iteration, the seconds of training its own run took to get there, and
+the share of the target method's whole training that is:
+iterations times the method's cost per iteration relative to the target method's
+(``--cost-ratio``, or the ratio of the records' median paces). "never" is an answer.
 """
 import argparse
 import os
 import sys
 
-from diffkd_mm.demo.curves import (check_same_schedule, cost_ratios, final_mean, load_curve,
+from diffkd_mm.demo.curves import (check_curve, cost_ratios, load_curve, target_of,
                                    time_to_target_table)
 from diffkd_mm.demo.records import read_records
 from diffkd_mm.demo.settings import method_title
@@ -24,29 +25,29 @@ from diffkd_mm.fileio import save_figure
 
 
 def plot(curves, targets, path):
-    """Each task's curves against the iteration, the target as a dashed line."""
+    """Each task's curves against the iteration, each with its target (the target method's
+    final value on the curve's seed) as a dashed line of its colour."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, len(targets), figsize=(5.2 * len(targets), 3.6), squeeze=False)
     for ax, target in zip(axes[0], targets):
-        for curve in (c for c in curves if c['task'] == target.task):
-            ax.plot(
+        mine = [c for c in curves if c['task'] == target.task]
+        for curve in mine:
+            [line] = ax.plot(
                 curve['iters'],
                 curve['values'],
                 marker='o',
                 markersize=3,
                 label=f'{method_title(curve["method"])}, seed {curve["seed"]}')
-        ax.axhline(
-            target.value,
-            linestyle='--',
-            color='k',
-            linewidth=1,
-            label=f'{method_title(target.method)}: final mean {target.value:.2f}')
-        ax.set_title(target.task, fontsize=9)
+            ax.axhline(
+                target.values[curve['seed']], linestyle='--', color=line.get_color(), linewidth=1)
+        ax.set_title(
+            f'{target.task}: dashed, {method_title(target.method)}\'s final value on '
+            'the seed',
+            fontsize=9)
         ax.set_xlabel('iteration')
-        metric = next(c['metric'] for c in curves if c['task'] == target.task)
-        ax.set_ylabel(f'{metric} (%)')
+        ax.set_ylabel(f'{mine[0]["metric"]} (%)')
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -66,13 +67,7 @@ def main(argv=None) -> int:
     parser.add_argument(
         '--target-method',
         default='fitnet',
-        help='whose final mean is the target (default: fitnet)')
-    parser.add_argument(
-        '--seeds',
-        nargs='+',
-        type=int,
-        metavar='SEED',
-        help='the seeds its mean is over (default: every seed of its records of the task)')
+        help='whose final values are the targets (default: fitnet)')
     parser.add_argument(
         '--cost-ratio',
         nargs='+',
@@ -105,21 +100,20 @@ def main(argv=None) -> int:
             except (OSError, ValueError, TypeError, KeyError) as err:
                 raise ValueError(f'--records {path}: not a results.json of run_demo.py '
                                  f'({type(err).__name__}: {err})') from None
-        targets = []
-        for task in sorted({c['task'] for c in curves}):
-            seeds = args.seeds or sorted({
-                r['seed']
-                for r in records if r['task'] == task and r['method'] == args.target_method
-            })
-            targets.append(final_mean(records, task, args.target_method, seeds))
+        targets = [
+            target_of(records, task, args.target_method)
+            for task in sorted({c['task']
+                                for c in curves})
+        ]
+        tables = []
         for path, curve in zip(args.curves, curves):
-            check_same_schedule(curve, next(t for t in targets if t.task == curve['task']), path)
+            check_curve(curve, next(t for t in targets if t.task == curve['task']), path)
+        for target in targets:
+            ratios = dict(cost_ratios(records, target), **given)
+            tables.append('\n'.join(time_to_target_table(curves, target, ratios)))
     except ValueError as err:
         sys.exit(f'time_to_target.py: {err}')
-    for target in targets:
-        ratios = dict(cost_ratios(records, target), **given)
-        print('\n'.join(time_to_target_table(curves, target, ratios)))
-        print()
+    print('\n\n'.join(tables))
     if args.plot:
         plot(curves, targets, args.plot)
         print(f'time_to_target.py: {args.plot}')
