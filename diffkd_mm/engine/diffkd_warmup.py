@@ -11,11 +11,9 @@ import copy
 import hashlib
 import logging
 import os.path as osp
-import random
 import time
 from typing import Dict, List, Optional, Tuple
 
-import numpy as np
 import torch
 from mmengine.dist import all_reduce, barrier, get_world_size, is_main_process
 from mmengine.hooks import Hook
@@ -26,6 +24,7 @@ from torch import nn
 
 from ..fileio import cache_root, set_aside
 from .checkpoint import CheckpointError, load_checkpoint_file, save_checkpoint_atomic
+from .rng import restore_rng, rng_state
 
 #: Version of the cache file layout (part of the key).
 _CACHE_FORMAT = 1
@@ -66,21 +65,6 @@ def _digest(state: Dict[str, torch.Tensor], h) -> None:
         tensor = tensor.detach().cpu().contiguous()
         h.update(f'{name}:{tensor.dtype}:{tuple(tensor.shape)};'.encode())
         h.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
-
-
-def _rng_state() -> dict:
-    state = dict(torch=torch.get_rng_state(), numpy=np.random.get_state(), random=random.getstate())
-    if torch.cuda.is_available():
-        state['cuda'] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _restore_rng(state: dict) -> None:
-    torch.set_rng_state(state['torch'])
-    np.random.set_state(state['numpy'])
-    random.setstate(state['random'])
-    if 'cuda' in state:
-        torch.cuda.set_rng_state_all(state['cuda'])
 
 
 @HOOKS.register_module()
@@ -166,12 +150,12 @@ class DiffKDWarmupHook(Hook):
         if self.cache and self._load(path, key, modules):
             print_log(f'[DiffKDWarmupHook] warmed denoisers loaded from {path}', logger='current')
             return
-        rng = _rng_state()
+        rng = rng_state()
         start = time.perf_counter()
         try:
             self.warm_up(runner, algorithm, entries, modules)
         finally:
-            _restore_rng(rng)
+            restore_rng(rng)
         print_log(
             f'[DiffKDWarmupHook] {self.iters} warm-up iterations in '
             f'{time.perf_counter() - start:.1f} s',

@@ -108,3 +108,28 @@ def test_plot_curves_draws_several_runs_and_names_a_bad_file(tmp_path):
                              timeout=300)
         assert out.returncode == 1 and 'Traceback' not in out.stderr and message in out.stderr
     assert not (tmp_path / 'q.png').exists()
+
+
+@pytest.mark.slow
+def test_validating_along_the_way_trains_as_validating_at_the_end(tmp_path):
+    """A curve's last point is the final value of the same run without its validations (a
+    validation's data loader draws from the random state DiffKD's noise is drawn from next)."""
+    import torch
+    common = ('--seed', '4', '--num-train', '16', '--num-val', '8')
+    out = run(tmp_path / 'teacher', '--task', 'det', '--method', 'student', '--iters', '2',
+              '--val-interval', '2', *common)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    [teacher] = list((tmp_path / 'teacher' / 'work').glob('*/*/iter_2.pth'))
+    weights = {}
+    for interval in ('2', '6'):
+        out = run(tmp_path / interval, '--task', 'det', '--method', 'diffkd', '--iters', '6',
+                  '--val-interval', interval, '--teacher-ckpt', str(teacher), *common)
+        assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+        [ckpt] = list((tmp_path / interval / 'work').glob('*/*/iter_6.pth'))
+        weights[interval] = torch.load(ckpt, map_location='cpu', weights_only=False)['state_dict']
+        curve = json.loads((ckpt.parent / 'curve.json').read_text())
+        assert curve['iters'] == ([2, 4, 6] if interval == '2' else [6])
+        assert len(curve['train_seconds']) == len(curve['iters'])
+        assert curve['train_seconds'] == sorted(curve['train_seconds'])
+    assert weights['2'].keys() == weights['6'].keys()
+    assert all(torch.equal(weights['2'][k], weights['6'][k]) for k in weights['2'])

@@ -29,27 +29,35 @@ from diffkd_mm.demo.settings import SCHEDULES, TASK_METRICS, TASKS
 from diffkd_mm.demo.training import device_name
 from diffkd_mm.engine import (DEVICE_CHOICES, CheckpointError, load_checkpoint_file,
                               save_checkpoint_atomic, select_device)
+from diffkd_mm.engine.rng import restore_rng, rng_state
 from diffkd_mm.fileio import atomic_write_text, save_figure
 
 
 class ValidationCurve(Hook):
     """The task's metric at each validation, with the iteration it was taken at and the
-    seconds of training before it (the validations' own time left out, so that a curve's
-    clock is the one a run without them would show)."""
+    seconds of training before it.
+
+    A run validated along the way trains exactly as one validated only at the end: each
+    validation's random draws (a data loader's worker seed is one) are undone afterwards, so
+    its last point is the final value a record of the same run has. The validations' own time
+    is left out of the clock, for the same reason.
+    """
 
     def __init__(self, task: str) -> None:
         self.key, self.scale = TASK_METRICS[task][1:]
         self.iters, self.values, self.train_seconds = [], [], []
-        self._start = self._val_start = None
+        self._start = self._val_start = self._rng = None
         self._val_seconds = 0.0
 
     def before_train(self, runner) -> None:
         self._start = time.perf_counter()
 
     def before_val_epoch(self, runner) -> None:
+        self._rng = rng_state()
         self._val_start = time.perf_counter()
 
     def after_val_epoch(self, runner, metrics=None) -> None:
+        restore_rng(self._rng)
         now = time.perf_counter()
         self.train_seconds.append(now - self._start - self._val_seconds - (now - self._val_start))
         self._val_seconds += now - self._val_start
