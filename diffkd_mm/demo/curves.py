@@ -103,8 +103,12 @@ def mean_curve(curves: Sequence[dict]) -> dict:
     """The mean of several seeds' curves of one method, validated at the same iterations.
 
     Raises:
-        ValueError: the curves were validated at different iterations.
+        ValueError: two curves of one seed, or curves validated at different iterations.
     """
+    seeds = sorted(c['seed'] for c in curves)
+    if len(set(seeds)) < len(seeds):
+        raise ValueError(f'{curves[0]["method"]}: two curves of one seed ({seeds}): give each '
+                         'run once')
     iters = curves[0]['iters']
     if any(c['iters'] != iters for c in curves):
         raise ValueError(f'{curves[0]["method"]}: its curves were validated at different '
@@ -112,7 +116,7 @@ def mean_curve(curves: Sequence[dict]) -> dict:
     seconds = [c.get('train_seconds') for c in curves]
     return dict(
         curves[0],
-        seed=tuple(sorted(c['seed'] for c in curves)),
+        seed=tuple(seeds),
         values=[statistics.fmean(v) for v in zip(*(c['values'] for c in curves))],
         train_seconds=None if None in seconds else [statistics.fmean(t) for t in zip(*seconds)])
 

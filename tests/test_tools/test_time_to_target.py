@@ -93,6 +93,8 @@ def test_mean_curve_over_seeds_validated_alike():
     ])
     assert mean['seed'] == (0, 1) and mean['values'] == [15.0, 35.0]
     assert mean['train_seconds'] == [400, 800]
+    with pytest.raises(ValueError, match=r'two curves of one seed \(\[0, 0\]\)'):
+        mean_curve([_curve('diffkd_pull', 0, [1.0]), _curve('diffkd_pull', 0, [2.0])])
     with pytest.raises(ValueError, match='validated at different iterations'):
         mean_curve([_curve('diffkd_pull', 0, [1.0]), _curve('diffkd_pull', 1, [1.0, 2.0])])
 
