@@ -17,7 +17,7 @@ import argparse
 import os
 import sys
 
-from diffkd_mm.demo.curves import (check_curve, cost_ratios, load_curve, target_of,
+from diffkd_mm.demo.curves import (check_curve, cost_ratios, load_curve, mean_curve, target_of,
                                    time_to_target_table)
 from diffkd_mm.demo.records import read_records
 from diffkd_mm.demo.settings import method_title
@@ -25,26 +25,36 @@ from diffkd_mm.fileio import save_figure
 
 
 def plot(curves, targets, path):
-    """Each task's curves against the iteration, each with its target (the target method's
-    final value on the curve's seed) as a dashed line of its colour."""
+    """Per task and method: each seed's curve (thin), their mean (bold) and, dashed in the same
+    colour, its target (the target method's mean over the same seeds)."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, len(targets), figsize=(5.2 * len(targets), 3.6), squeeze=False)
     for ax, target in zip(axes[0], targets):
         mine = [c for c in curves if c['task'] == target.task]
-        for curve in mine:
+        for method in sorted({c['method'] for c in mine}):
+            seeds = [c for c in mine if c['method'] == method]
+            mean = mean_curve(seeds)
             [line] = ax.plot(
-                curve['iters'],
-                curve['values'],
+                mean['iters'],
+                mean['values'],
                 marker='o',
                 markersize=3,
-                label=f'{method_title(curve["method"])}, seed {curve["seed"]}')
+                linewidth=2,
+                label=f'{method_title(method)}, seeds {", ".join(map(str, mean["seed"]))}')
+            for curve in seeds if len(seeds) > 1 else []:
+                ax.plot(
+                    curve['iters'],
+                    curve['values'],
+                    color=line.get_color(),
+                    linewidth=0.6,
+                    alpha=0.5)
             ax.axhline(
-                target.values[curve['seed']], linestyle='--', color=line.get_color(), linewidth=1)
+                target.mean(mean['seed']), linestyle='--', color=line.get_color(), linewidth=1)
         ax.set_title(
-            f'{target.task}: dashed, {method_title(target.method)}\'s final value on '
-            'the seed',
+            f'{target.task}: dashed, {method_title(target.method)}\'s final value '
+            '(mean over the same seeds)',
             fontsize=9)
         ax.set_xlabel('iteration')
         ax.set_ylabel(f'{mine[0]["metric"]} (%)')
