@@ -42,7 +42,8 @@ def plot(curves, targets, path):
                 marker='o',
                 markersize=3,
                 linewidth=2,
-                label=f'{method_title(method)}, seeds {", ".join(map(str, mean["seed"]))}')
+                label=f'{method_title(method)}, seed{"s" if len(seeds) > 1 else ""} '
+                f'{", ".join(map(str, mean["seed"]))}')
             for curve in seeds if len(seeds) > 1 else []:
                 ax.plot(
                     curve['iters'],
@@ -53,9 +54,7 @@ def plot(curves, targets, path):
             ax.axhline(
                 target.mean(mean['seed']), linestyle='--', color=line.get_color(), linewidth=1)
         ax.set_title(
-            f'{target.task}: dashed, {method_title(target.method)}\'s final value '
-            '(mean over the same seeds)',
-            fontsize=9)
+            f'{target.task}; dashed: {method_title(target.method)}, final, same seeds', fontsize=9)
         ax.set_xlabel('iteration')
         ax.set_ylabel(f'{mine[0]["metric"]} (%)')
         ax.legend(fontsize=7)
