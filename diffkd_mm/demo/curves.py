@@ -14,6 +14,8 @@ import json
 import statistics
 from typing import Dict, List, NamedTuple, Optional, Sequence
 
+from .paired import COMPARABLE_KEYS
+
 #: What every curve.json written by convergence_curve.py holds.
 CURVE_KEYS = ('task', 'method', 'seed', 'metric', 'iters', 'values', 'num_val')
 
@@ -28,7 +30,29 @@ def load_curve(path: str) -> dict:
         raise ValueError(f'{path}: not a readable curve.json ({err})') from None
     if missing:
         raise ValueError(f'{path}: not a curve.json of convergence_curve.py (no {missing})')
+    columns = [curve['iters'], curve['values']
+               ] + ([curve['train_seconds']] if 'train_seconds' in curve else [])
+    if not (all(isinstance(c, list)
+                for c in columns) and curve['iters'] and len({len(c)
+                                                              for c in columns}) == 1
+            and all(isinstance(v, (int, float)) for c in columns for v in c)):
+        raise ValueError(f'{path}: its iters, values (and train_seconds) must be lists of '
+                         'numbers of one length, at least one')
     return curve
+
+
+def run_name(curve: dict) -> str:
+    """A curve's method, and its loss weight when one was given (runs of one name pair)."""
+    weight = curve.get('loss_weight')
+    return curve['method'] + ('' if weight is None else f' (weight {weight:g})')
+
+
+def by_run_name(curves: Sequence[dict]) -> Dict[str, List[dict]]:
+    """``{run_name: its curves}`` in name order."""
+    groups = {}
+    for curve in sorted(curves, key=lambda c: (run_name(c), c['seed'])):
+        groups.setdefault(run_name(curve), []).append(curve)
+    return groups
 
 
 class Target(NamedTuple):
@@ -40,6 +64,7 @@ class Target(NamedTuple):
     num_train: int
     num_val: int
     s_per_iter: Optional[float]  # median over its records; None if they lack it
+    schedule: tuple  # its records' values of COMPARABLE_KEYS
 
     def mean(self, seeds: Sequence[int]) -> float:
         """The mean final value over ``seeds``."""
@@ -54,20 +79,26 @@ def target_of(records: Sequence[dict], task: str, method: str) -> Target:
     """
     chosen = [r for r in records if r['task'] == task and r['method'] == method]
     if not chosen:
-        raise ValueError(f'{task}: no {method} records to take the target from')
+        raise ValueError(f'{task}: no {method} records to take the target from (the target '
+                         'method)')
+    for r in chosen:
+        missing = [k for k in COMPARABLE_KEYS if k not in r]
+        if missing:
+            raise ValueError(f'{task} {method} seed {r["seed"]}: a record without {missing}: '
+                             'not one of tools/run_demo.py')
     seeds = [r['seed'] for r in chosen]
     if len(set(seeds)) < len(seeds):
         raise ValueError(f'{task} {method}: two records of one seed ({sorted(seeds)}): give each '
                          'run once')
-    schedules = {(r['student_iters'], r['num_train'], r['num_val']) for r in chosen}
+    schedules = {tuple(r[k] for k in COMPARABLE_KEYS) for r in chosen}
     if len(schedules) > 1:
-        raise ValueError(f'{task} {method}: records of different schedules (student iterations, '
-                         f'train and validation images) {sorted(schedules)}')
-    [(iters, num_train, num_val)] = schedules
+        raise ValueError(f'{task} {method}: records of different schedules or benchmark versions '
+                         f'{COMPARABLE_KEYS}: {sorted(schedules)}')
     paces = [r['s_per_iter'] for r in chosen if r.get('s_per_iter')]
     return Target(task, method, {r['seed']: r['value']
-                                 for r in chosen}, iters, num_train, num_val,
-                  statistics.median(paces) if paces else None)
+                                 for r in chosen}, chosen[0]['student_iters'],
+                  chosen[0]['num_train'], chosen[0]['num_val'],
+                  statistics.median(paces) if paces else None, schedules.pop())
 
 
 def check_curve(curve: dict, target: Target, name: str) -> None:
@@ -107,13 +138,16 @@ def mean_curve(curves: Sequence[dict]) -> dict:
     """
     seeds = sorted(c['seed'] for c in curves)
     if len(set(seeds)) < len(seeds):
-        raise ValueError(f'{curves[0]["method"]}: two curves of one seed ({seeds}): give each '
+        raise ValueError(f'{run_name(curves[0])}: two curves of one seed ({seeds}): give each '
                          'run once')
     iters = curves[0]['iters']
     if any(c['iters'] != iters for c in curves):
-        raise ValueError(f'{curves[0]["method"]}: its curves were validated at different '
+        raise ValueError(f'{run_name(curves[0])}: its curves were validated at different '
                          'iterations: run them with one --val-interval')
+    # Seconds of runs on different devices mean nothing together.
     seconds = [c.get('train_seconds') for c in curves]
+    if len({c.get('device') for c in curves}) > 1:
+        seconds = [None]
     return dict(
         curves[0],
         seed=tuple(seeds),
@@ -123,14 +157,15 @@ def mean_curve(curves: Sequence[dict]) -> dict:
 
 def cost_ratios(records: Sequence[dict], target: Target) -> dict:
     """``{method: seconds per iteration / the target method's}`` from the median pace of
-    ``target.task``'s records of each method (the records must have run under one load for
-    these to mean anything; give measured ratios otherwise)."""
-    paces = {}
-    for r in records:
-        if r['task'] == target.task and r.get('s_per_iter'):
-            paces.setdefault(r['method'], []).append(r['s_per_iter'])
+    ``target.task``'s records of each method on the target's schedule (the records must have
+    run under one load for these to mean anything; give measured ratios otherwise)."""
     if target.s_per_iter is None:
         return {}
+    paces = {}
+    for r in records:
+        if (r['task'] == target.task and r.get('s_per_iter')
+                and tuple(r.get(k) for k in COMPARABLE_KEYS) == target.schedule):
+            paces.setdefault(r['method'], []).append(r['s_per_iter'])
     return {
         method: statistics.median(values) / target.s_per_iter
         for method, values in paces.items()
@@ -148,8 +183,8 @@ def time_to_target_table(curves: Sequence[dict], target: Target, ratios: dict) -
     trains; below: sooner).
 
     Args:
-        curves (list[dict]): Curves (those of other tasks are skipped), each checked with
-            :func:`check_curve`.
+        curves (list[dict]): Curves (those of other tasks are skipped), each already checked
+            with :func:`check_curve`. Curves of one :func:`run_name` are one method's seeds.
         target (Target): What each curve must reach.
         ratios (dict): ``{method: cost per iteration / the target method's}`` (see
             :func:`cost_ratios`); a method without one gets no share.
@@ -157,19 +192,15 @@ def time_to_target_table(curves: Sequence[dict], target: Target, ratios: dict) -
     Returns:
         list[str]: The table, a line each, header first.
     """
-    mine = sorted((c for c in curves if c['task'] == target.task),
-                  key=lambda c: (c['method'], c['seed']))
-    metric = mine[0]['metric'] if mine else ''
+    groups = by_run_name([c for c in curves if c['task'] == target.task])
+    metric = next(iter(groups.values()))[0]['metric'] if groups else ''
     lines = [
         f'| {target.task}: method | seed | final {metric} of the curve | {target.method}\'s '
         'final (its record) | first validation at or above it | seconds of training then (the '
         f'curve\'s run) | share of {target.method}\'s training |', '|---|---|---|---|---|---|---|'
     ]
-    rows = list(mine)
-    for method in sorted({c['method'] for c in mine}):
-        seeds = [c for c in mine if c['method'] == method]
-        if len(seeds) > 1:
-            rows.append(mean_curve(seeds))
+    rows = [c for seeds in groups.values() for c in seeds]
+    rows += [mean_curve(seeds) for seeds in groups.values() if len(seeds) > 1]
     for curve in rows:
         seeds = curve['seed'] if isinstance(curve['seed'], tuple) else (curve['seed'], )
         value = target.mean(seeds)
@@ -185,6 +216,6 @@ def time_to_target_table(curves: Sequence[dict], target: Target, ratios: dict) -
                 f'({ratio:.2f}x per iteration)'
             ]
         seed = (f'mean of {", ".join(map(str, seeds))}' if len(seeds) > 1 else str(seeds[0]))
-        lines.append(f'| {curve["method"]} | {seed} | {curve["values"][-1]:.2f} | {value:.2f} | ' +
+        lines.append(f'| {run_name(curve)} | {seed} | {curve["values"][-1]:.2f} | {value:.2f} | ' +
                      ' | '.join(cells) + ' |')
     return lines

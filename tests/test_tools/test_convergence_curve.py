@@ -120,7 +120,7 @@ def test_validating_along_the_way_trains_as_validating_at_the_end(tmp_path):
               '--val-interval', '2', *common)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     [teacher] = list((tmp_path / 'teacher' / 'work').glob('*/*/iter_2.pth'))
-    weights = {}
+    weights, finals = {}, {}
     for interval in ('2', '6'):
         out = run(tmp_path / interval, '--task', 'det', '--method', 'diffkd', '--iters', '6',
                   '--val-interval', interval, '--teacher-ckpt', str(teacher), *common)
@@ -130,6 +130,9 @@ def test_validating_along_the_way_trains_as_validating_at_the_end(tmp_path):
         curve = json.loads((ckpt.parent / 'curve.json').read_text())
         assert curve['iters'] == ([2, 4, 6] if interval == '2' else [6])
         assert len(curve['train_seconds']) == len(curve['iters'])
-        assert curve['train_seconds'] == sorted(curve['train_seconds'])
+        assert 0 < curve['train_seconds'][0] and curve['train_seconds'] == sorted(
+            curve['train_seconds'])
+        finals[interval] = curve['values'][-1]
+    assert finals['2'] == finals['6']  # the same last point, and the same weights:
     assert weights['2'].keys() == weights['6'].keys()
     assert all(torch.equal(weights['2'][k], weights['6'][k]) for k in weights['2'])

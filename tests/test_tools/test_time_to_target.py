@@ -117,6 +117,13 @@ def test_table_pairs_each_seed_and_the_mean_with_the_targets():
         '| diffkd_pull | mean of 0, 1 | 31.75 | 31.00 | 1500 of 2000 | 1050 of 1400 | 1.20 '
         '(1.60x per iteration) |',
     ]
+    # Runs of another loss weight are another group, named with their weight.
+    weighted = _curve('diffkd_pull', 0, [40.0] * 4, loss_weight=2.0)
+    lines = time_to_target_table(curves[:2] + [weighted], target, {})
+    assert [line.split(' | ')[:2] for line in lines[2:]] == [['| diffkd_pull', '0'],
+                                                             ['| diffkd_pull', '1'],
+                                                             ['| diffkd_pull (weight 2)', '0'],
+                                                             ['| diffkd_pull', 'mean of 0, 1']]
     # A method without a ratio gets no share.
     assert time_to_target_table(curves[:1], target, {})[2].endswith('| 700 of 1400 | - |')
 
@@ -148,12 +155,27 @@ def test_tool_prints_each_task_and_draws_the_picture(tmp_path):
     short = tmp_path / 'short.json'
     short.write_text(json.dumps(_curve('diffkd_pull', 0, [1.0, 2.0])))
     (tmp_path / 'bad.json').write_text('[1, 2]')
+    empty = tmp_path / 'empty.json'
+    empty.write_text(json.dumps(_curve('diffkd_pull', 0, [])))
+    unscheduled = tmp_path / 'unscheduled.json'
+    unscheduled.write_text(json.dumps([dict(task='det', seed=0, method='fitnet', value=1.0)]))
     for extra, message in ((['--plot', str(plot)],
                             f'--plot {plot} exists'), ([str(short)], 'a curve of 1000 iterations'),
                            (['--records', str(tmp_path / 'bad.json')], 'not a results.json'),
-                           (['--cost-ratio', 'diffkd_pull=fast'], 'expected METHOD=RATIO')):
+                           ([str(empty)], 'must be lists of numbers of one length'), ([
+                               '--records', str(unscheduled)
+                           ], "a record without ['benchmark_"), (['--target-method', 'fitnett'],
+                                                                 'no fitnett records to take the '
+                                                                 'target from (the target method)'),
+                           (['--cost-ratio', 'diffkd_pull=fast'],
+                            'expected METHOD=RATIO'), (['--cost-ratio',
+                                                        'diffkd_pull=inf'], 'a finite ratio > 0'),
+                           (['--cost-ratio', 'diffkd_pull=1', 'diffkd_pull=2'], 'each method once'),
+                           (['--cost-ratio', 'diffkd-pull=1.07'], "--cost-ratio ['diffkd-pull']: "
+                            'no curve of these methods')):
         # (a curve before --records: that option takes every file after it)
-        given = args + extra + records if extra[0] == str(short) else args + records + extra
+        first = extra[0] in (str(short), str(empty))
+        given = args + extra + records if first else args + records + extra
         out = subprocess.run(given, capture_output=True, text=True, timeout=300)
         assert out.returncode == 1 and 'Traceback' not in out.stderr, out.stderr[-2000:]
         assert message in out.stderr

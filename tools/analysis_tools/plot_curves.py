@@ -9,14 +9,12 @@ teacher and its students, or one student's weights, can be read side by side.
 import argparse
 import sys
 
-from diffkd_mm.demo.curves import load_curve
+from diffkd_mm.demo.curves import load_curve, run_name
 from diffkd_mm.fileio import save_figure
 
 
 def label(curve: dict) -> str:
-    weight = curve.get('loss_weight')
-    method = curve['method'] + (f' (weight {weight:g})' if weight is not None else '')
-    return f'{method}, seed {curve["seed"]}, {curve["num_val"]} val'
+    return f'{run_name(curve)}, seed {curve["seed"]}, {curve["num_val"]} val'
 
 
 def main(argv=None) -> int:

@@ -14,11 +14,12 @@ iterations times the method's cost per iteration relative to the target method's
 (``--cost-ratio``, or the ratio of the records' median paces). "never" is an answer.
 """
 import argparse
+import math
 import os
 import sys
 
-from diffkd_mm.demo.curves import (check_curve, cost_ratios, load_curve, mean_curve, target_of,
-                                   time_to_target_table)
+from diffkd_mm.demo.curves import (by_run_name, check_curve, cost_ratios, load_curve, mean_curve,
+                                   target_of, time_to_target_table)
 from diffkd_mm.demo.records import read_records
 from diffkd_mm.demo.settings import method_title
 from diffkd_mm.fileio import save_figure
@@ -33,8 +34,7 @@ def plot(curves, targets, path):
     fig, axes = plt.subplots(1, len(targets), figsize=(5.2 * len(targets), 3.6), squeeze=False)
     for ax, target in zip(axes[0], targets):
         mine = [c for c in curves if c['task'] == target.task]
-        for method in sorted({c['method'] for c in mine}):
-            seeds = [c for c in mine if c['method'] == method]
+        for name, seeds in by_run_name(mine).items():
             mean = mean_curve(seeds)
             [line] = ax.plot(
                 mean['iters'],
@@ -42,8 +42,8 @@ def plot(curves, targets, path):
                 marker='o',
                 markersize=3,
                 linewidth=2,
-                label=f'{method_title(method)}, seed{"s" if len(seeds) > 1 else ""} '
-                f'{", ".join(map(str, mean["seed"]))}')
+                label=f'{method_title(seeds[0]["method"])}{name[len(seeds[0]["method"]):]}, '
+                f'seed{"s" if len(seeds) > 1 else ""} {", ".join(map(str, mean["seed"]))}')
             for curve in seeds if len(seeds) > 1 else []:
                 ax.plot(
                     curve['iters'],
@@ -94,12 +94,13 @@ def main(argv=None) -> int:
     for item in args.cost_ratio:
         method, _, ratio = item.partition('=')
         try:
-            given[method] = float(ratio)
+            value = float(ratio)
         except ValueError:
-            given[method] = -1.0
-        if not method or not given[method] > 0:
-            sys.exit(f'time_to_target.py: --cost-ratio {item}: expected METHOD=RATIO with a '
-                     'ratio > 0, e.g. diffkd_pull=1.07')
+            value = math.nan
+        if not method or not (math.isfinite(value) and value > 0) or method in given:
+            sys.exit(f'time_to_target.py: --cost-ratio {item}: expected METHOD=RATIO, each '
+                     'method once, with a finite ratio > 0, e.g. diffkd_pull=1.07')
+        given[method] = value
     try:
         curves = [load_curve(path) for path in args.curves]
         records = []
@@ -109,6 +110,10 @@ def main(argv=None) -> int:
             except (OSError, ValueError, TypeError, KeyError) as err:
                 raise ValueError(f'--records {path}: not a results.json of run_demo.py '
                                  f'({type(err).__name__}: {err})') from None
+        unknown = sorted(set(given) - {c['method'] for c in curves})
+        if unknown:
+            raise ValueError(f'--cost-ratio {unknown}: no curve of these methods (the curves\' '
+                             f'are {sorted({c["method"] for c in curves})})')
         targets = [
             target_of(records, task, args.target_method)
             for task in sorted({c['task']
