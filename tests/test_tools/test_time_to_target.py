@@ -1,5 +1,6 @@
 """tools/analysis_tools/time_to_target.py: when a curve first reaches another method's final
 value, seed by seed, on curves and records made here."""
+import glob
 import json
 import os.path as osp
 import subprocess
@@ -179,3 +180,42 @@ def test_tool_prints_each_task_and_draws_the_picture(tmp_path):
         out = subprocess.run(given, capture_output=True, text=True, timeout=300)
         assert out.returncode == 1 and 'Traceback' not in out.stderr, out.stderr[-2000:]
         assert message in out.stderr
+
+
+@pytest.mark.slow
+def test_shipped_curves_end_at_their_records_and_give_the_page_its_tables():
+    """The curves behind the time-to-FitNet page are the confirmation's runs (each ends at its
+    record's value), and the page's rows are what the tool prints from them with the ratios
+    the page names."""
+    results = osp.join(ROOT, 'docs', 'results')
+    records = [
+        osp.join(results, 'converged_benchmark.json'),
+        osp.join(results, 'confirmation_seeds0-4.json')
+    ]
+    value = {}
+    for path in records:
+        with open(path) as f:
+            value.update({(r['task'], r['method'], r['seed']): r['value'] for r in json.load(f)})
+    curves = sorted(glob.glob(osp.join(results, 'time_to_fitnet_curves', '*.json')))
+    assert curves
+    for path in curves:
+        with open(path) as f:
+            curve = json.load(f)
+        assert curve['values'][-1] == pytest.approx(
+            value[curve['task'], curve['method'], curve['seed']], abs=1e-9), path
+    out = ''
+    for ratios in (('diffkd_pull=1.07', 'diffkd_prematch=1.09', 'diffkd_kdproof=1.06'),
+                   ('diffkd_pull=1.93', 'diffkd_prematch=1.93', 'diffkd_kdproof=1.59')):
+        res = subprocess.run(
+            [sys.executable, TOOL, *curves, '--cost-ratio', *ratios, '--records', *records],
+            capture_output=True,
+            text=True,
+            timeout=300)
+        assert res.returncode == 0, res.stderr[-2000:]
+        out += res.stdout
+    page = open(osp.join(results, '2026-12-05_time_to_fitnet.md')).read()
+    quoted = [line for line in page.splitlines() if line.startswith('| diffkd_')]
+    # every row of both tables, and nothing else
+    assert len(quoted) == sum(1 for line in out.splitlines() if line.startswith('| diffkd_'))
+    for line in quoted:
+        assert line in out, line
