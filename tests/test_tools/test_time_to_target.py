@@ -214,8 +214,9 @@ def test_shipped_curves_end_at_their_records_and_give_the_page_its_tables():
         assert res.returncode == 0, res.stderr[-2000:]
         out += res.stdout
     page = open(osp.join(results, '2026-12-05_time_to_fitnet.md')).read()
-    quoted = [line for line in page.splitlines() if line.startswith('| diffkd_')]
+    rows = ('| diffkd_', '| fitnet ')
+    quoted = [line for line in page.splitlines() if line.startswith(rows)]
     # every row of both tables, and nothing else
-    assert len(quoted) == sum(1 for line in out.splitlines() if line.startswith('| diffkd_'))
+    assert len(quoted) == sum(1 for line in out.splitlines() if line.startswith(rows))
     for line in quoted:
         assert line in out, line
