@@ -184,9 +184,9 @@ def test_tool_prints_each_task_and_draws_the_picture(tmp_path):
 
 @pytest.mark.slow
 def test_shipped_curves_end_at_their_records_and_give_the_page_its_tables():
-    """The curves behind the time-to-FitNet page are the confirmation's runs (each ends at its
-    record's value), and the page's rows are what the tool prints from them with the ratios
-    the page names."""
+    """The curves behind the time-to-FitNet page are the confirmation's and FitNet's runs (each
+    ends at its record's value), and the page's rows are what the tool prints from them with
+    the ratios the page names."""
     results = osp.join(ROOT, 'docs', 'results')
     records = [
         osp.join(results, 'converged_benchmark.json'),
