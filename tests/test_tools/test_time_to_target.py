@@ -8,8 +8,9 @@ import sys
 
 import pytest
 
-from diffkd_mm.demo.curves import (check_curve, cost_ratios, first_reaching, mean_curve, target_of,
-                                   time_to_target_table)
+from diffkd_mm.demo.curves import (check_curve, cost_ratios, first_reaching, load_curve, mean_curve,
+                                   target_of, time_to_target_table)
+from diffkd_mm.demo.records import read_records
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TOOL = osp.join(ROOT, 'tools', 'analysis_tools', 'time_to_target.py')
@@ -192,15 +193,15 @@ def test_shipped_curves_end_at_their_records_and_give_the_page_its_tables():
         osp.join(results, 'converged_benchmark.json'),
         osp.join(results, 'confirmation_seeds0-4.json')
     ]
-    value = {}
-    for path in records:
-        with open(path) as f:
-            value.update({(r['task'], r['method'], r['seed']): r['value'] for r in json.load(f)})
+    value = {
+        (r['task'], r['method'], r['seed']): r['value']
+        for path in records
+        for r in read_records(path)
+    }
     curves = sorted(glob.glob(osp.join(results, 'time_to_fitnet_curves', '*.json')))
     assert curves
     for path in curves:
-        with open(path) as f:
-            curve = json.load(f)
+        curve = load_curve(path)
         assert curve['values'][-1] == pytest.approx(
             value[curve['task'], curve['method'], curve['seed']], abs=1e-9), path
     out = ''
