@@ -54,7 +54,8 @@ def main(argv=None):
     with exit_on_checkpoint_error(), CheckpointGuard(cfg, names={args.checkpoint: 'checkpoint'}):
         runner = Runner.from_cfg(cfg)
         runner.test()
-    close_distributed()  # at the end of a run that completed: no abort at exit
+    del runner  # its model wrapper holds the process group: close_distributed frees both
+    close_distributed()
 
 
 if __name__ == '__main__':

@@ -153,7 +153,8 @@ def main(argv=None):
         runner = Runner.from_cfg(cfg)
         warn_if_batch_differs(runner, cfg)
         runner.train()
-    close_distributed()  # at the end of a run that completed: no abort at exit
+    del runner  # its model wrapper holds the process group: close_distributed frees both
+    close_distributed()
 
 
 if __name__ == '__main__':

@@ -7,6 +7,7 @@ reached through ``Runner``; ``setup_cpu_distributed`` handles them from the conf
 no CUDA device exists, so GPU runs go through mmengine unchanged.
 """
 import datetime
+import gc
 import os
 
 import torch
@@ -64,12 +65,21 @@ def setup_cpu_distributed(cfg) -> bool:
 
 
 def close_distributed() -> None:
-    """Destroy the default process group once a run has completed; a no-op when there is none.
+    """End a completed distributed run: wait for every process, destroy the process group, and
+    join the backend's threads while the interpreter is still whole; a no-op without one.
 
-    torch does not destroy it at exit: gloo's worker threads may then still hold work objects
-    while the interpreter finalises, and the process aborts ("terminate called without an active
-    exception", SIGABRT), so that torchrun reports a finished run as failed. Called only after
-    success: after a failure the other processes may be gone, and torchrun stops them anyway.
+    ``destroy_process_group`` alone does not end gloo's threads (``gloo_tcp_loop``,
+    ``pt_gloo_runloop``): the DDP wrapper's reducer still holds the group, and the runner that
+    holds the wrapper sits in reference cycles that only the garbage collector frees. Left to
+    interpreter shutdown, the group is torn down at an arbitrary point of finalisation, and the
+    process may abort ("terminate called without an active exception", SIGABRT), so that
+    torchrun reports a finished run as failed. The caller drops its runner first; the barrier
+    keeps a process from closing its connections while a peer still finishes its last
+    collective. Called only after success: after a failure the other processes may be gone, and
+    torchrun stops them anyway.
     """
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    dist.barrier()
+    dist.destroy_process_group()
+    gc.collect()  # frees the runner's cycles, hence the group and its threads

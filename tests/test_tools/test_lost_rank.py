@@ -2,7 +2,8 @@
 CPU), one is killed with SIGKILL in the middle of training; the survivor is stopped within a
 bounded time (no hang), the script says how to resume, and --resume ends with the uninterrupted
 run's weights. A process that hangs instead of dying is bounded by env_cfg.dist_cfg.timeout.
-A run that completes destroys its process group (no abort at interpreter exit)."""
+A run that completes destroys its process group and ends its threads before the interpreter
+shuts down (no abort at exit)."""
 import os
 import os.path as osp
 import signal
@@ -23,6 +24,7 @@ pytestmark = pytest.mark.slow  # subprocess runs of the tools (see pytest.ini)
 ROOT = osp.dirname(osp.dirname(osp.abspath(diffkd_mm.__file__)))
 DIST_TRAIN = osp.join(ROOT, 'tools', 'dist_train.sh')
 TRAIN = osp.join(ROOT, 'tools', 'train.py')
+TEST = osp.join(ROOT, 'tools', 'test.py')
 MAX_ITERS = 8
 # Rank 1 stops before iteration 6: rank 0 has saved iter_4.pth (before iteration 5, which needs
 # rank 1) and waits for rank 1 in iteration 6.
@@ -134,34 +136,46 @@ def test_hung_rank_is_bounded_by_the_dist_cfg_timeout(cfg, tmp_path):
     assert text.strip().splitlines()[-1].startswith('dist_train.sh: training stopped'), text
 
 
-# Runs tools/train.py as torchrun would start a world of one process, then reports whether the
-# process group outlived the run (torch does not destroy it at exit; gloo may then abort).
+# Runs tools/train.py as torchrun would start a world of one process, then reports, before the
+# interpreter shuts down, whether the process group and the threads of its backend (gloo: the
+# transport loop and the work threads; the store's server thread) outlived the run. Torn down
+# during interpreter shutdown instead, they may abort the process.
 PROCESS_GROUP_DRIVER = """
-import runpy, sys
+import os, runpy, sys
 import torch.distributed as dist
 sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name='__main__')
+threads = [open(f'/proc/self/task/{t}/comm').read().strip() for t in os.listdir('/proc/self/task')]
+print('threads left:', sorted(t for t in threads if 'gloo' in t or 'tcpstore' in t))
 print('process group left:', dist.is_initialized())
 """
 
 
-def test_completed_run_destroys_its_process_group(cfg, tmp_path):
+def test_completed_runs_end_their_process_group_and_its_threads(cfg, tmp_path):
+    """tools/train.py, then tools/test.py on its checkpoint, each in a distributed world."""
     driver = tmp_path / 'driver.py'
     driver.write_text(PROCESS_GROUP_DRIVER)
-    env = dict(
-        os.environ,
-        RANK='0',
-        LOCAL_RANK='0',
-        WORLD_SIZE='1',
-        MASTER_ADDR='127.0.0.1',
-        MASTER_PORT=str(_free_port()),
-        OMP_NUM_THREADS='1')
-    out = subprocess.run(
-        [sys.executable, driver, TRAIN, cfg, '--work-dir', tmp_path / 'w', '--launcher', 'pytorch'],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    assert 'Distributed training: True' in out.stdout + out.stderr  # the run was distributed
-    assert out.stdout.strip().splitlines()[-1] == 'process group left: False'
+    work = tmp_path / 'w'
+    runs = {
+        TRAIN: [cfg, '--work-dir', work],
+        TEST: [cfg, work / f'iter_{MAX_ITERS}.pth', '--work-dir', tmp_path / 'test'],
+    }
+    for tool, args in runs.items():
+        env = dict(
+            os.environ,
+            RANK='0',
+            LOCAL_RANK='0',
+            WORLD_SIZE='1',
+            MASTER_ADDR='127.0.0.1',
+            MASTER_PORT=str(_free_port()),
+            OMP_NUM_THREADS='1')
+        out = subprocess.run([sys.executable, driver, tool, *args, '--launcher', 'pytorch'],
+                             capture_output=True,
+                             text=True,
+                             timeout=600,
+                             env=env)
+        log = out.stdout + out.stderr
+        assert out.returncode == 0, (tool, out.stdout[-3000:] + out.stderr[-3000:])
+        assert 'Distributed training: True' in log, tool  # the run was distributed
+        last = out.stdout.strip().splitlines()[-2:]
+        assert last == ['threads left: []', 'process group left: False'], (tool, last)
