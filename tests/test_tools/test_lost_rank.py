@@ -175,7 +175,7 @@ def test_completed_runs_end_their_process_group_and_its_threads(cfg, tmp_path):
                              timeout=600,
                              env=env)
         log = out.stdout + out.stderr
-        assert out.returncode == 0, (tool, out.stdout[-3000:] + out.stderr[-3000:])
+        assert out.returncode == 0, (tool, log[-6000:])
         assert 'Distributed training: True' in log, tool  # the run was distributed
         last = out.stdout.strip().splitlines()[-2:]
         assert last == ['threads left: []', 'process group left: False'], (tool, last)
